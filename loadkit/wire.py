@@ -1,0 +1,307 @@
+"""The batch API's wire contract, shared by the client, the generators and the reference server.
+
+One definition of paths, headers, limits, item schema, response shapes and error texts, so
+that the two sides of the wire cannot drift. Behaviour follows Trigger.dev's v4 server
+(``shared/design/batch-api.md``) and the phase-2 OpenAPI (``shared/seeds/stream-batch-items.md``).
+
+Line numbers in error texts are 1-based physical lines of the request body: every ``\\n``
+starts a new line, skipped empty lines included, so the number is what an editor shows.
+"""
+
+from __future__ import annotations
+
+import enum
+import re
+from typing import Any
+
+__all__ = [
+    "API_VERSION",
+    "CREATE_BODY_MAX_BYTES",
+    "CREATE_PATH",
+    "DEFAULT_LOCAL_SECRET_KEY",
+    "IDEMPOTENCY_KEY_MAX_CHARS",
+    "ITEM_MAX_BYTES",
+    "JSON_CONTENT_TYPE",
+    "MAX_RUN_COUNT",
+    "NDJSON_CONTENT_TYPE",
+    "NDJSON_CONTENT_TYPES",
+    "OPENAPI_PATH",
+    "PAYLOAD_TOO_LARGE",
+    "RETRIEVE_PATH",
+    "SOURCE",
+    "STATS_PATH",
+    "STREAM_PATH",
+    "BatchStatus",
+    "Header",
+    "create_path",
+    "error_body",
+    "index_from_prefix",
+    "is_ndjson_content_type",
+    "item_schema_error",
+    "msg",
+    "retrieve_path",
+    "stream_path",
+    "stream_response",
+]
+
+# --- paths -------------------------------------------------------------------------------
+
+CREATE_PATH = "/api/v3/batches"
+STREAM_PATH = "/api/v3/batches/{batch_id}/items"
+RETRIEVE_PATH = "/api/v2/batches/{batch_id}"
+OPENAPI_PATH = "/openapi.json"
+STATS_PATH = "/api/loadkit/stats"
+"""The reference server's truth counters (not part of Trigger.dev's API)."""
+
+
+def create_path() -> str:
+    return CREATE_PATH
+
+
+def stream_path(batch_id: str) -> str:
+    return STREAM_PATH.format(batch_id=batch_id)
+
+
+def retrieve_path(batch_id: str) -> str:
+    return RETRIEVE_PATH.format(batch_id=batch_id)
+
+
+# --- content types and headers -----------------------------------------------------------
+
+NDJSON_CONTENT_TYPE = "application/x-ndjson"
+NDJSON_CONTENT_TYPES = ("application/x-ndjson", "application/ndjson")
+JSON_CONTENT_TYPE = "application/json"
+
+
+def is_ndjson_content_type(value: str | None) -> bool:
+    """True when a Content-Type header *contains* one of the NDJSON types (as the server checks)."""
+    if not value:
+        return False
+    lowered = value.lower()
+    return any(t in lowered for t in NDJSON_CONTENT_TYPES)
+
+
+class Header:
+    """Header names, lower-case as they travel in HTTP/1.1 through httpx and ASGI."""
+
+    AUTHORIZATION = "authorization"
+    CONTENT_TYPE = "content-type"
+    TRIGGER_VERSION = "trigger-version"
+    API_VERSION = "x-trigger-api-version"
+    SOURCE = "x-trigger-source"
+    REALTIME_STREAMS_VERSION = "x-trigger-realtime-streams-version"
+    REQUEST_IDEMPOTENCY_KEY = "x-trigger-request-idempotency-key"
+    SHOULD_RETRY = "x-should-retry"
+    RATELIMIT_LIMIT = "x-ratelimit-limit"
+    RATELIMIT_REMAINING = "x-ratelimit-remaining"
+    RATELIMIT_RESET = "x-ratelimit-reset"
+    RETRY_AFTER = "retry-after"
+
+
+API_VERSION = "2025-07-16"
+SOURCE = "loadkit"
+"""What loadkit sends as ``x-trigger-source`` (the SDK sends ``sdk``)."""
+
+# --- limits (server defaults) ------------------------------------------------------------
+
+MAX_RUN_COUNT = 1_000
+ITEM_MAX_BYTES = 3_145_728
+CREATE_BODY_MAX_BYTES = 131_072
+IDEMPOTENCY_KEY_MAX_CHARS = 2_048
+
+DEFAULT_LOCAL_SECRET_KEY = "tr_dev_loadkit_local"
+"""The key the reference server accepts when none is configured (documented, not a secret)."""
+
+PAYLOAD_TOO_LARGE = "PAYLOAD_TOO_LARGE"
+"""Error code of the pre-failed run an oversized item becomes."""
+
+
+class BatchStatus(enum.StrEnum):
+    PENDING = "PENDING"
+    PROCESSING = "PROCESSING"
+    COMPLETED = "COMPLETED"
+    PARTIAL_FAILED = "PARTIAL_FAILED"
+    ABORTED = "ABORTED"
+
+
+# --- error texts -------------------------------------------------------------------------
+
+
+class msg:
+    """Error texts, one function each, so server answers and client checks agree."""
+
+    @staticmethod
+    def invalid_json(line: int) -> str:
+        return f"Invalid JSON at line {line}"
+
+    @staticmethod
+    def invalid_utf8(line: int) -> str:
+        return f"Invalid UTF-8 at line {line}"
+
+    @staticmethod
+    def invalid_item(index: int | str, detail: str) -> str:
+        return f"Invalid item at index {index}: {detail}"
+
+    @staticmethod
+    def index_out_of_range(index: int, run_count: int) -> str:
+        return f"Invalid item at index {index}: index must be less than runCount ({run_count})"
+
+    @staticmethod
+    def batch_not_found(batch_id: str) -> str:
+        return f"Batch {batch_id} not found"
+
+    @staticmethod
+    def batch_aborted(batch_id: str) -> str:
+        return f"Batch {batch_id} was aborted and accepts no more items"
+
+    @staticmethod
+    def run_count_over(run_count: int, maximum: int) -> str:
+        return f"runCount {run_count} exceeds the maximum of {maximum} items per batch"
+
+    @staticmethod
+    def unsupported_media_type() -> str:
+        return "Content-Type must be application/x-ndjson or application/ndjson"
+
+    @staticmethod
+    def unauthorized() -> str:
+        return "Invalid API key: send 'Authorization: Bearer <secret key>'"
+
+    @staticmethod
+    def no_body() -> str:
+        return "Request body is empty"
+
+    @staticmethod
+    def body_too_large(size: int, maximum: int) -> str:
+        return f"Request body of {size} bytes exceeds the maximum of {maximum} bytes"
+
+    @staticmethod
+    def rate_limited() -> str:
+        return "Batch rate limit exceeded"
+
+    @staticmethod
+    def request_timeout() -> str:
+        return "Request timed out"
+
+    @staticmethod
+    def payload_too_large(size: int, maximum: int) -> str:
+        return f"Item of {size} bytes exceeds the maximum of {maximum} bytes"
+
+
+def error_body(message: str) -> dict[str, str]:
+    """The JSON of an error answer: the real server's ``error`` and the seed's ``message``."""
+    return {"error": message, "message": message}
+
+
+# --- responses ---------------------------------------------------------------------------
+
+
+def stream_response(
+    batch_id: str,
+    *,
+    items_accepted: int,
+    items_deduplicated: int,
+    sealed: bool,
+    run_count: int | None = None,
+    enqueued_count: int | None = None,
+    expected_count: int | None = None,
+) -> dict[str, Any]:
+    """A phase-2 200 answer; ``enqueuedCount``/``expectedCount`` only when not sealed."""
+    body: dict[str, Any] = {
+        "id": batch_id,
+        "itemsAccepted": items_accepted,
+        "itemsDeduplicated": items_deduplicated,
+        "sealed": sealed,
+    }
+    if sealed:
+        if run_count is not None:
+            body["runCount"] = run_count
+    else:
+        body["enqueuedCount"] = enqueued_count
+        body["expectedCount"] = expected_count
+    return body
+
+
+# --- item schema (BatchItemNDJSON) -------------------------------------------------------
+
+_OPTION_TYPES: dict[str, tuple[type, ...]] = {
+    "concurrencyKey": (str, int, float),  # a number is coerced to a string
+    "delay": (str, int, float),
+    "idempotencyKey": (str,),
+    "idempotencyKeyTTL": (str,),
+    "machine": (str,),
+    "maxAttempts": (int,),
+    "maxDuration": (int, float),
+    "metadata": (dict,),
+    "payloadType": (str,),
+    "payloadSize": (int,),
+    "queue": (dict,),
+    "tags": (str, list),
+    "ttl": (str, int, float),
+    "priority": (int, float),
+    "region": (str,),
+    "test": (bool,),
+}
+
+
+def _type_name(value: object) -> str:
+    return {dict: "object", list: "array", str: "string", bool: "boolean"}.get(
+        type(value), "null" if value is None else "number"
+    )
+
+
+def item_schema_error(item: object) -> str | None:
+    """Why a parsed NDJSON line is not a BatchItemNDJSON, or None when it is one.
+
+    ``index``: integer ≥ 0; ``task``: string; ``payload``: any JSON (optional);
+    ``options``: optional object whose known fields have the types the real server
+    accepts. Unknown fields are ignored, as the real server's schema strips them.
+    """
+    if not isinstance(item, dict):
+        return f"expected an object, received {_type_name(item)}"
+    index = item.get("index")
+    if "index" not in item:
+        return "index: Required"
+    if isinstance(index, bool) or not isinstance(index, int):
+        return f"index: Expected integer, received {_type_name(index)}"
+    if index < 0:
+        return "index: Number must be greater than or equal to 0"
+    if "task" not in item:
+        return "task: Required"
+    if not isinstance(item["task"], str):
+        return f"task: Expected string, received {_type_name(item['task'])}"
+    options = item.get("options")
+    if options is None:
+        return None
+    if not isinstance(options, dict):
+        return f"options: Expected object, received {_type_name(options)}"
+    for key, value in options.items():
+        allowed = _OPTION_TYPES.get(key)
+        if allowed is None or value is None:
+            continue
+        if isinstance(value, bool) and bool not in allowed:
+            return f"options.{key}: Expected {allowed[0].__name__}, received boolean"
+        if not isinstance(value, allowed):
+            return f"options.{key}: Invalid type, received {_type_name(value)}"
+    queue = options.get("queue")
+    if isinstance(queue, dict) and "name" in queue and not isinstance(queue["name"], str):
+        return "options.queue.name: Expected string"
+    tags = options.get("tags")
+    if isinstance(tags, list) and not all(isinstance(t, str) for t in tags):
+        return "options.tags: Expected string array"
+    return None
+
+
+_INDEX_RE = re.compile(rb'"index"\s*:\s*(-?\d+)')
+_TASK_RE = re.compile(rb'"task"\s*:\s*"((?:[^"\\]|\\.){0,256})"')
+INDEX_PREFIX_BYTES = 512
+"""How many leading bytes of an oversized line the server searches for ``index``/``task``."""
+
+
+def index_from_prefix(raw: bytes) -> tuple[int | None, str | None]:
+    """Read ``index`` and ``task`` from the first bytes of an oversized line, as the server does."""
+    head = raw[:INDEX_PREFIX_BYTES]
+    m = _INDEX_RE.search(head)
+    index = int(m.group(1)) if m else None
+    t = _TASK_RE.search(head)
+    task = t.group(1).decode("utf-8", "replace") if t else None
+    return index, task
