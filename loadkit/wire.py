@@ -33,6 +33,7 @@ __all__ = [
     "STREAM_PATH",
     "BatchStatus",
     "Header",
+    "create_body_error",
     "create_path",
     "error_body",
     "index_from_prefix",
@@ -186,6 +187,28 @@ class msg:
     def payload_too_large(size: int, maximum: int) -> str:
         return f"Item of {size} bytes exceeds the maximum of {maximum} bytes"
 
+    @staticmethod
+    def invalid_body(detail: str) -> str:
+        """A create body that is not JSON or not a CreateBatchRequestBody (400)."""
+        return f"Invalid request body: {detail}"
+
+    @staticmethod
+    def batch_not_found_retrieve() -> str:
+        return "Batch not found"
+
+    @staticmethod
+    def route_not_found(method: str, path: str) -> str:
+        return f"No route for {method} {path}"
+
+    @staticmethod
+    def method_not_allowed(method: str, allowed: str) -> str:
+        return f"Method {method} not allowed here; use {allowed}"
+
+    @staticmethod
+    def injected_error() -> str:
+        """The 500 a reference server sends when told to inject server errors."""
+        return "Something went wrong (injected by the loadkit reference server)"
+
 
 def error_body(message: str) -> dict[str, str]:
     """The JSON of an error answer: the real server's ``error`` and the seed's ``message``."""
@@ -305,3 +328,50 @@ def index_from_prefix(raw: bytes) -> tuple[int | None, str | None]:
     t = _TASK_RE.search(head)
     task = t.group(1).decode("utf-8", "replace") if t else None
     return index, task
+
+
+# --- create body schema (CreateBatchRequestBody) -----------------------------------------
+
+
+def create_body_error(body: object) -> str | None:
+    """Why a parsed create body is not a CreateBatchRequestBody, or None when it is one.
+
+    ``runCount``: integer > 0 (the server's maximum is checked separately, see
+    ``msg.run_count_over``); ``taskIdentifiers``: optional array of ≥ 1 non-empty strings;
+    ``parentRunId``: optional string; ``resumeParentOnCompletion``: optional boolean;
+    ``idempotencyKey``: optional string of at most ``IDEMPOTENCY_KEY_MAX_CHARS``;
+    ``idempotencyKeyOptions``: optional object. Unknown fields are ignored.
+    """
+    if not isinstance(body, dict):
+        return f"expected an object, received {_type_name(body)}"
+    if "runCount" not in body:
+        return "runCount: Required"
+    run_count = body["runCount"]
+    if isinstance(run_count, bool) or not isinstance(run_count, int):
+        return f"runCount: Expected integer, received {_type_name(run_count)}"
+    if run_count < 1:
+        return "runCount: Number must be greater than 0"
+    tasks = body.get("taskIdentifiers")
+    if tasks is not None:
+        if not isinstance(tasks, list):
+            return f"taskIdentifiers: Expected array, received {_type_name(tasks)}"
+        if not tasks:
+            return "taskIdentifiers: Array must contain at least 1 element(s)"
+        if not all(isinstance(t, str) and t for t in tasks):
+            return "taskIdentifiers: Expected an array of non-empty strings"
+    for name, kind, label in (
+        ("parentRunId", str, "string"),
+        ("resumeParentOnCompletion", bool, "boolean"),
+        ("idempotencyKey", str, "string"),
+        ("idempotencyKeyOptions", dict, "object"),
+    ):
+        value = body.get(name)
+        if value is not None and not isinstance(value, kind):
+            return f"{name}: Expected {label}, received {_type_name(value)}"
+    key = body.get("idempotencyKey")
+    if isinstance(key, str) and len(key) > IDEMPOTENCY_KEY_MAX_CHARS:
+        return (
+            f"idempotencyKey: String must contain at most {IDEMPOTENCY_KEY_MAX_CHARS} "
+            f"character(s), received {len(key)}"
+        )
+    return None

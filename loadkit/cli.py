@@ -1,0 +1,196 @@
+"""The ``loadkit`` command line: ``serve`` now; ``send``, ``run``, ``report``, ``check`` to come.
+
+Each subcommand is a pair of functions: ``_add_<name>(subparsers)`` declares its flags and
+sets ``func`` to ``_cmd_<name>(args) -> int``. Flags are parsed into the same frozen config
+objects the Python API uses, by the same ``parse`` functions, so a bad value gives the same
+:class:`~loadkit.errors.ConfigError` text everywhere; ``main`` prints it on one line and
+exits 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+from loadkit import wire
+from loadkit.errors import ConfigError, LoadkitError
+
+__all__ = ["build_parser", "main"]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="loadkit", description="Load-test Trigger.dev's 2-phase batch API."
+    )
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
+    subparsers.required = True
+    _add_serve(subparsers)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.func(args))
+    except ConfigError as exc:
+        print(f"loadkit {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+    except LoadkitError as exc:
+        print(f"loadkit {args.command}: error: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+
+
+# --- serve -------------------------------------------------------------------------------
+
+
+def _add_serve(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser(
+        "serve",
+        help="run the reference batch API server",
+        description="Run the reference batch API server (a local copy of Trigger.dev's batch API). "
+        "Prints one line with its URL when ready; stops cleanly on SIGINT/SIGTERM.",
+    )
+    # Values stay strings here: ServerConfig.parse validates them, as it does for Python callers.
+    p.add_argument("--host", default=None, help="address to bind (default 127.0.0.1)")
+    p.add_argument("--port", default=None, help="port to bind; 0 picks a free one (default 0)")
+    p.add_argument(
+        "--secret-key",
+        action="append",
+        dest="secret_keys",
+        default=None,
+        metavar="KEY",
+        help="accepted API key, repeatable; each key is its own environment (default: "
+        f"$TRIGGER_SECRET_KEY, comma-separated keys allowed, else {wire.DEFAULT_LOCAL_SECRET_KEY})",
+    )
+    p.add_argument(
+        "--max-items", default=None, help=f"largest runCount (default {wire.MAX_RUN_COUNT})"
+    )
+    p.add_argument(
+        "--item-max-bytes",
+        default=None,
+        help=f"per-line limit in bytes (default {wire.ITEM_MAX_BYTES})",
+    )
+    p.add_argument(
+        "--ingest-concurrency", default=None, help="items of a stream enqueued at once (default 10)"
+    )
+    p.add_argument(
+        "--enqueue-delay",
+        default=None,
+        metavar="SECONDS",
+        help="time each item's enqueue takes (default 0)",
+    )
+    p.add_argument(
+        "--ingest-rate",
+        default=None,
+        metavar="ITEMS_PER_S",
+        help="server-wide cap on items enqueued per second (default 0 = uncapped)",
+    )
+    p.add_argument(
+        "--run-rate",
+        default=None,
+        metavar="RUNS_PER_S",
+        help="runs made per second per environment (default 0 = as fast as enqueued)",
+    )
+    p.add_argument(
+        "--rate-limit",
+        default=None,
+        metavar="MAX:REFILL/INTERVAL",
+        help="batch token bucket per environment, e.g. 1200:100/10s (default off)",
+    )
+    p.add_argument(
+        "--rate-limit-reset-unit",
+        default=None,
+        choices=("s", "ms"),
+        help="unit of x-ratelimit-reset: epoch seconds (default, as the real server) or ms",
+    )
+    p.add_argument(
+        "--error-rate",
+        default=None,
+        metavar="FRACTION",
+        help="fraction of streams answered 500 (default 0)",
+    )
+    p.add_argument(
+        "--error-should-retry",
+        default=None,
+        metavar="FRACTION",
+        help="fraction of injected 500s sent with x-should-retry: true (default 1)",
+    )
+    p.add_argument(
+        "--drop-rate",
+        default=None,
+        metavar="FRACTION",
+        help="fraction of streams whose connection is dropped part-way (default 0)",
+    )
+    p.add_argument(
+        "--request-timeout",
+        default=None,
+        metavar="SECONDS",
+        help="answer 408 after this long (default 300; 0 = never)",
+    )
+    p.add_argument(
+        "--create-delay", default=None, metavar="SECONDS", help="delay added to every create answer"
+    )
+    p.add_argument(
+        "--seal-timeout",
+        default=None,
+        metavar="SECONDS",
+        help="unsealed batches are aborted after this long (default 1800)",
+    )
+    p.add_argument(
+        "--engine-tick",
+        default=None,
+        metavar="SECONDS",
+        help="run engine step interval (default 0.05)",
+    )
+    p.add_argument("--seed", default=None, help="seed for reproducible faults")
+    p.add_argument(
+        "--access-log",
+        dest="access_log",
+        action="store_const",
+        const=True,
+        default=None,
+        help="log every request (off by default)",
+    )
+    p.add_argument("--no-access-log", dest="access_log", action="store_const", const=False)
+    p.set_defaults(func=_cmd_serve)
+
+
+_SERVE_FIELDS = (
+    "host",
+    "port",
+    "secret_keys",
+    "max_items",
+    "item_max_bytes",
+    "ingest_concurrency",
+    "enqueue_delay",
+    "ingest_rate",
+    "run_rate",
+    "rate_limit",
+    "rate_limit_reset_unit",
+    "error_rate",
+    "error_should_retry",
+    "drop_rate",
+    "request_timeout",
+    "create_delay",
+    "seal_timeout",
+    "engine_tick",
+    "seed",
+    "access_log",
+)
+
+
+def _cmd_serve(args: argparse.Namespace) -> int:
+    from loadkit.server import ServerConfig  # noqa: PLC0415 - keep `loadkit --help` fast
+    from loadkit.server.serve import run_foreground  # noqa: PLC0415
+
+    given = {name: getattr(args, name) for name in _SERVE_FIELDS if getattr(args, name) is not None}
+    config = ServerConfig.parse(**given)
+    return run_foreground(config)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    raise SystemExit(main())

@@ -1,0 +1,435 @@
+"""The reference server's ASGI app: routes, auth, create, stream, retrieve, stats, OpenAPI.
+
+Plain ASGI (no framework) because the stream endpoint reads its body straight from
+``receive`` chunk by chunk, and because every microsecond per chunk shows in the benchmark.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import datetime as _dt
+import random
+import time
+from typing import Any
+
+import orjson
+
+from loadkit import wire
+from loadkit.server.config import ServerConfig
+from loadkit.server.engine import Engine
+from loadkit.server.ingest import StreamIngest
+from loadkit.server.openapi import openapi_document
+from loadkit.server.ratelimit import TokenBucket
+from loadkit.server.state import Batch, Stats, Store
+
+__all__ = ["ReferenceApp"]
+
+_CREATE = wire.CREATE_PATH
+_STREAM_PREFIX, _STREAM_SUFFIX = wire.STREAM_PATH.split("{batch_id}")
+_RETRIEVE_PREFIX = wire.RETRIEVE_PATH.split("{batch_id}")[0]
+_JSON_HEADERS = [(b"content-type", b"application/json")]
+_SHOULD_RETRY = wire.Header.SHOULD_RETRY.encode()
+
+
+def _iso(ts: float) -> str:
+    return (
+        _dt.datetime.fromtimestamp(ts, _dt.UTC)
+        .isoformat(timespec="milliseconds")
+        .replace("+00:00", "Z")
+    )
+
+
+def _header(scope: dict[str, Any], name: bytes) -> str | None:
+    for key, value in scope["headers"]:
+        if key == name:
+            return value.decode("latin-1")
+    return None
+
+
+class _Pacer:
+    """Server-wide ingest rate cap: hands out time slots of ``n / rate`` seconds in turn."""
+
+    def __init__(self, rate: float) -> None:
+        self.rate = rate
+        self.next_free = 0.0
+
+    def reserve(self, n: int) -> float:
+        """Seconds to wait before ``n`` more items may be enqueued."""
+        now = time.monotonic()
+        start = max(now, self.next_free)
+        self.next_free = start + n / self.rate
+        return self.next_free - now
+
+
+class ReferenceApp:
+    """One server's state and its ASGI entry point."""
+
+    def __init__(self, config: ServerConfig | None = None) -> None:
+        self.config = config or ServerConfig()
+        self.store = Store()
+        self.stats = Stats()
+        self.engine = Engine(self.config, self.store, self.stats)
+        self._keys = {key: env for env, key in enumerate(self.config.secret_keys)}
+        seed = self.config.seed
+        self._faults = random.Random(f"faults:{seed}" if seed is not None else None)
+        self._pacer = _Pacer(self.config.ingest_rate) if self.config.ingest_rate > 0 else None
+        self._slow = self.config.enqueue_delay > 0 or self.config.ingest_rate > 0
+        self._buckets: dict[int, TokenBucket] = {}
+        self._engine_task: asyncio.Task[None] | None = None
+        self._openapi = orjson.dumps(openapi_document(self.config))
+
+    # -- ASGI -----------------------------------------------------------------------------
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        kind = scope["type"]
+        if kind == "http":
+            await self._http(scope, receive, send)
+        elif kind == "lifespan":
+            await self._lifespan(receive, send)
+
+    async def _lifespan(self, receive: Any, send: Any) -> None:
+        while True:
+            message = await receive()
+            if message["type"] == "lifespan.startup":
+                self.start_engine()
+                await send({"type": "lifespan.startup.complete"})
+            elif message["type"] == "lifespan.shutdown":
+                await self.stop_engine()
+                await send({"type": "lifespan.shutdown.complete"})
+                return
+
+    def start_engine(self) -> None:
+        if self._engine_task is None:
+            self._engine_task = asyncio.get_running_loop().create_task(self.engine.run())
+
+    async def stop_engine(self) -> None:
+        task, self._engine_task = self._engine_task, None
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+    async def _http(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        path: str = scope["path"]
+        method: str = scope["method"]
+        if path == _CREATE:
+            if method != "POST":
+                return await self._error(send, 405, wire.msg.method_not_allowed(method, "POST"))
+            env = await self._auth(scope, send)
+            if env is not None:
+                await self._timed(send, self._create(scope, receive, send, env))
+        elif path.startswith(_STREAM_PREFIX) and path.endswith(_STREAM_SUFFIX):
+            batch_id = path[len(_STREAM_PREFIX) : -len(_STREAM_SUFFIX)]
+            if "/" in batch_id or not batch_id:
+                return await self._error(send, 404, wire.msg.route_not_found(method, path))
+            if method != "POST":
+                return await self._error(send, 405, wire.msg.method_not_allowed(method, "POST"))
+            env = await self._auth(scope, send)
+            if env is not None:
+                await self._stream(scope, receive, send, env, batch_id)
+        elif path.startswith(_RETRIEVE_PREFIX) and "/" not in path[len(_RETRIEVE_PREFIX) :]:
+            if method != "GET":
+                return await self._error(send, 405, wire.msg.method_not_allowed(method, "GET"))
+            env = await self._auth(scope, send)
+            if env is not None:
+                await self._retrieve(send, env, path[len(_RETRIEVE_PREFIX) :])
+        elif path == wire.STATS_PATH:
+            if method == "GET":
+                await self._json(send, 200, self.stats.snapshot(), count=False)
+            elif method == "DELETE":
+                self.stats.reset()
+                await self._json(send, 200, self.stats.snapshot(), count=False)
+            else:
+                await self._error(send, 405, wire.msg.method_not_allowed(method, "GET or DELETE"))
+        elif path == wire.OPENAPI_PATH and method == "GET":
+            await self._raw(send, 200, self._openapi)
+        else:
+            await self._error(send, 404, wire.msg.route_not_found(method, path))
+        return None
+
+    # -- responses ------------------------------------------------------------------------
+
+    async def _raw(
+        self,
+        send: Any,
+        status: int,
+        data: bytes,
+        headers: list[tuple[bytes, bytes]] | None = None,
+        *,
+        close: bool = False,
+        count: bool = True,
+    ) -> None:
+        hdrs = [*_JSON_HEADERS, (b"content-length", str(len(data)).encode())]
+        if headers:
+            hdrs += headers
+        if close:
+            hdrs.append((b"connection", b"close"))
+        if count:
+            self.stats.status_counts[status] += 1
+        await send({"type": "http.response.start", "status": status, "headers": hdrs})
+        await send({"type": "http.response.body", "body": data})
+
+    async def _json(
+        self,
+        send: Any,
+        status: int,
+        body: Any,
+        headers: list[tuple[bytes, bytes]] | None = None,
+        *,
+        close: bool = False,
+        count: bool = True,
+    ) -> None:
+        await self._raw(send, status, orjson.dumps(body), headers, close=close, count=count)
+
+    async def _error(
+        self,
+        send: Any,
+        status: int,
+        message: str,
+        headers: list[tuple[bytes, bytes]] | None = None,
+        *,
+        close: bool = False,
+    ) -> None:
+        await self._json(send, status, wire.error_body(message), headers, close=close)
+
+    async def _timed(self, send: Any, work: Any) -> None:
+        """Run a handler under the request timeout; past it, answer 408 and close."""
+        try:
+            async with asyncio.timeout(self.config.request_timeout or None):
+                await work
+        except TimeoutError:
+            self.stats.timeouts += 1
+            await self._error(send, 408, wire.msg.request_timeout(), close=True)
+
+    async def _auth(self, scope: dict[str, Any], send: Any) -> int | None:
+        value = _header(scope, b"authorization") or ""
+        scheme, _, key = value.partition(" ")
+        env = self._keys.get(key.strip()) if scheme.lower() == "bearer" else None
+        if env is None:
+            await self._error(send, 401, wire.msg.unauthorized())
+        return env
+
+    # -- create ---------------------------------------------------------------------------
+
+    async def _create(self, scope: dict[str, Any], receive: Any, send: Any, env: int) -> None:
+        stats = self.stats
+        stats.create_requests += 1
+        limit = wire.CREATE_BODY_MAX_BYTES
+        declared = _header(scope, b"content-length")
+        if declared is not None and declared.isdigit() and int(declared) > limit:
+            return await self._error(send, 413, wire.msg.body_too_large(int(declared), limit))
+        chunks: list[bytes] = []
+        size = 0
+        while True:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                stats.client_disconnects += 1
+                return None
+            body = message.get("body", b"")
+            size += len(body)
+            if size > limit:
+                return await self._error(send, 413, wire.msg.body_too_large(size, limit))
+            chunks.append(body)
+            if not message.get("more_body"):
+                break
+        raw = b"".join(chunks)
+        if self.config.create_delay > 0:
+            await asyncio.sleep(self.config.create_delay)
+        if not raw.strip():
+            return await self._error(send, 400, wire.msg.no_body())
+        try:
+            body = orjson.loads(raw)
+        except orjson.JSONDecodeError:
+            return await self._error(send, 400, wire.msg.invalid_body("not valid JSON"))
+        detail = wire.create_body_error(body)
+        if detail is not None:
+            return await self._error(send, 400, wire.msg.invalid_body(detail))
+        run_count: int = body["runCount"]
+        if run_count > self.config.max_items:
+            return await self._error(
+                send, 400, wire.msg.run_count_over(run_count, self.config.max_items)
+            )
+        tasks = tuple(sorted(body.get("taskIdentifiers") or ()))
+        key: str | None = body.get("idempotencyKey")
+        cached = self.store.cached(env, key, tasks)
+        if cached is not None:
+            stats.batches_cached += 1
+            return await self._json(
+                send, 200, {"id": cached.id, "runCount": cached.run_count, "isCached": True}
+            )
+        if self.config.rate_limit is not None:
+            bucket = self._buckets.get(env)
+            if bucket is None:
+                bucket = self._buckets[env] = TokenBucket(
+                    self.config.rate_limit, self.config.rate_limit_reset_unit
+                )
+            headers = bucket.take(run_count)
+            if headers is not None:
+                stats.rate_limited += 1
+                return await self._error(send, 429, wire.msg.rate_limited(), headers)
+        batch = Batch(self.store.new_id(), env, run_count, tasks, key)
+        self.store.add(batch)
+        stats.batches_created += 1
+        answer: dict[str, Any] = {"id": batch.id, "runCount": run_count, "isCached": False}
+        if key is not None:
+            answer["idempotencyKey"] = key
+        return await self._json(send, 202, answer)
+
+    # -- stream ---------------------------------------------------------------------------
+
+    async def _stream(
+        self, scope: dict[str, Any], receive: Any, send: Any, env: int, batch_id: str
+    ) -> None:
+        stats = self.stats
+        stats.stream_requests += 1
+        if not wire.is_ndjson_content_type(_header(scope, b"content-type")):
+            return await self._error(send, 415, wire.msg.unsupported_media_type())
+        batch = self.store.get(env, batch_id)
+        if batch is None:
+            return await self._error(send, 422, wire.msg.batch_not_found(batch_id))
+        if batch.sealed:
+            stats.streams_to_sealed += 1
+            return await self._json(
+                send,
+                200,
+                wire.stream_response(
+                    batch.id,
+                    items_accepted=0,
+                    items_deduplicated=0,
+                    sealed=True,
+                    run_count=batch.run_count,
+                ),
+            )
+        if batch.aborted:
+            return await self._error(send, 422, wire.msg.batch_aborted(batch_id))
+        # Fault decisions: always two draws per ingesting stream, so a seed replays exactly.
+        cfg = self.config
+        inject_error = self._faults.random() < cfg.error_rate
+        inject_drop = self._faults.random() < cfg.drop_rate and not inject_error
+        drop_after = self._faults.randint(1, 3) if inject_drop else 0
+        should_retry = self._faults.random() < cfg.error_should_retry if inject_error else False
+        ingest = StreamIngest(batch, stats, cfg.item_max_bytes, self._slow)
+        timeout = cfg.request_timeout or None
+        try:
+            async with asyncio.timeout(timeout):
+                outcome = await self._read(receive, ingest, inject_error, drop_after)
+        except TimeoutError:
+            stats.timeouts += 1
+            return await self._error(send, 408, wire.msg.request_timeout(), close=True)
+        finally:
+            if ingest.claimed:
+                ingest.release()
+        if outcome == "disconnect":
+            stats.client_disconnects += 1
+            return None
+        if outcome == "drop" or inject_drop:
+            stats.injected_drops += 1
+            return await _drop_connection(send)
+        if inject_error:
+            stats.injected_errors += 1
+            flag = b"true" if should_retry else b"false"
+            return await self._error(send, 500, wire.msg.injected_error(), [(_SHOULD_RETRY, flag)])
+        if outcome == "empty":
+            return await self._error(send, 400, wire.msg.no_body())
+        if ingest.error is not None:
+            return await self._error(send, ingest.error.status, ingest.error.message)
+        if not batch.sealed and batch.enqueued == batch.run_count:
+            batch.sealed = True
+            batch.updated_at = time.time()
+            stats.batches_sealed += 1
+        if batch.sealed:
+            answer = wire.stream_response(
+                batch.id,
+                items_accepted=ingest.accepted,
+                items_deduplicated=ingest.deduplicated,
+                sealed=True,
+                run_count=batch.run_count,
+            )
+        else:
+            answer = wire.stream_response(
+                batch.id,
+                items_accepted=ingest.accepted,
+                items_deduplicated=ingest.deduplicated,
+                sealed=False,
+                enqueued_count=batch.enqueued,
+                expected_count=batch.run_count,
+            )
+        return await self._json(send, 200, answer)
+
+    async def _read(
+        self, receive: Any, ingest: StreamIngest, discard: bool, drop_after: int
+    ) -> str:
+        """Pull the body chunk by chunk into ``ingest``; returns how the reading ended."""
+        chunks = 0
+        got_body = False
+        slow = self._slow
+        while True:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                return "disconnect"
+            body = message.get("body", b"")
+            if body:
+                got_body = True
+                chunks += 1
+                if discard:
+                    self.stats.bytes_read += len(body)
+                else:
+                    ingest.feed(body)
+                    if slow and ingest.claimed:
+                        await self._pace(ingest)
+                    if ingest.error is not None:
+                        return "error"
+                if drop_after and chunks >= drop_after:
+                    return "drop"
+            if not message.get("more_body", False):
+                break
+        if not got_body:
+            return "empty"
+        if not discard:
+            ingest.finish()
+            if slow and ingest.claimed:
+                await self._pace(ingest)
+        return "done"
+
+    async def _pace(self, ingest: StreamIngest) -> None:
+        """Slow enqueue: ``ingest_concurrency`` items at a time take ``enqueue_delay``, and the
+        server-wide ``ingest_rate`` cap hands out time slots. The body is not read meanwhile."""
+        cfg = self.config
+        delay = cfg.enqueue_delay
+        pacer = self._pacer
+        group = cfg.ingest_concurrency if delay > 0 else max(1, int(cfg.ingest_rate * 0.01))
+        while ingest.claimed:
+            n = min(group, len(ingest.claimed))
+            wait = delay
+            if pacer is not None:
+                wait = max(wait, pacer.reserve(n))
+            await asyncio.sleep(wait)
+            ingest.commit(n)
+
+    # -- retrieve -------------------------------------------------------------------------
+
+    async def _retrieve(self, send: Any, env: int, batch_id: str) -> None:
+        batch = self.store.get(env, batch_id)
+        if batch is None:
+            return await self._error(send, 404, wire.msg.batch_not_found_retrieve())
+        return await self._json(send, 200, batch.retrieve(_iso))
+
+
+async def _drop_connection(send: Any) -> None:
+    """Close the client's connection without an answer (an injected drop).
+
+    uvicorn hands the app a bound ``send`` of its request cycle, which holds the transport;
+    aborting it makes the client see a reset connection. Another server gets an exception
+    after a started response, which every ASGI server turns into a broken connection.
+    """
+    transport = getattr(getattr(send, "__self__", None), "transport", None)
+    if transport is not None:
+        transport.abort()
+        for _ in range(3):  # let connection_lost run so the server knows the peer is gone
+            await asyncio.sleep(0)
+        return
+    await send(
+        {"type": "http.response.start", "status": 200, "headers": [(b"content-length", b"1000")]}
+    )
+    raise ConnectionAbortedError("loadkit reference server: injected connection drop")

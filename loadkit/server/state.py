@@ -1,0 +1,205 @@
+"""In-memory state of the reference server: environments, batches, dedupe maps and counters.
+
+A batch keeps one byte per index (``marks``), never the items themselves: what the retrieve
+answer needs (which indices became runs, which failed and why) is derived from the marks and a
+small map of pre-failed items. Run ids are derived from the batch id and the index.
+"""
+
+from __future__ import annotations
+
+import collections
+import secrets
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from loadkit.wire import PAYLOAD_TOO_LARGE, BatchStatus
+
+__all__ = ["Batch", "Marks", "Stats", "Store"]
+
+
+class Marks:
+    """Per-index states in a batch's ``marks`` bytearray."""
+
+    EMPTY = 0
+    ENQUEUED = 1  # enqueued, waiting for the run engine
+    ENQUEUED_FAILED = 2  # an oversized placeholder, waiting to become a pre-failed run
+    RUN = 3  # the engine made a run of it
+    RUN_FAILED = 4  # the engine made a pre-failed run of it
+    CLAIMED = 5  # read and deduplicated, enqueue still in progress (slow enqueue only)
+    CLAIMED_FAILED = 6
+
+
+_FINAL = (BatchStatus.COMPLETED, BatchStatus.PARTIAL_FAILED, BatchStatus.ABORTED)
+
+
+@dataclass(eq=False)
+class Batch:
+    id: str
+    env: int
+    run_count: int
+    task_identifiers: tuple[str, ...]
+    idempotency_key: str | None
+    created_at: float = field(default_factory=time.time)
+    updated_at: float = 0.0
+    completed_at: float | None = None
+    status: BatchStatus = BatchStatus.PENDING
+    sealed: bool = False
+    aborted: bool = False
+    enqueued: int = 0
+    """Distinct indices whose enqueue finished (pre-failed placeholders included)."""
+    processed: int = 0
+    """Indices the engine turned into runs."""
+    marks: bytearray = field(default_factory=bytearray)
+    prefailed: dict[int, tuple[str | None, str]] = field(default_factory=dict)
+    """index → (task, message) of oversized items, which become pre-failed runs."""
+    cursor: int = 0
+
+    def __post_init__(self) -> None:
+        if not self.marks:
+            self.marks = bytearray(self.run_count)
+        self.updated_at = self.created_at
+
+    @property
+    def final(self) -> bool:
+        return self.status in _FINAL
+
+    def run_id(self, index: int) -> str:
+        return f"run_{self.id[6:]}_{index}"
+
+    def retrieve(self, iso) -> dict[str, Any]:
+        """The ``GET /api/v2/batches/{id}`` answer."""
+        marks = self.marks
+        runs: list[str] = []
+        errors: list[dict[str, Any]] = []
+        if self.processed:
+            run, failed = Marks.RUN, Marks.RUN_FAILED
+            pos = 0
+            find = marks.find
+            while True:
+                a, b = find(run, pos), find(failed, pos)
+                if a < 0 and b < 0:
+                    break
+                i = b if a < 0 else a if b < 0 else min(a, b)
+                runs.append(self.run_id(i))
+                pos = i + 1
+            for index in sorted(self.prefailed):
+                if marks[index] == Marks.RUN_FAILED:
+                    task, message = self.prefailed[index]
+                    errors.append(
+                        {
+                            "index": index,
+                            "taskIdentifier": task or "",
+                            "error": message,
+                            "errorCode": PAYLOAD_TOO_LARGE,
+                        }
+                    )
+        processing: dict[str, Any] = {"errors": errors}
+        if self.completed_at is not None:
+            processing["completedAt"] = iso(self.completed_at)
+        body: dict[str, Any] = {
+            "id": self.id,
+            "status": str(self.status),
+            "createdAt": iso(self.created_at),
+            "updatedAt": iso(self.updated_at),
+            "runCount": self.run_count,
+            "runs": runs,
+            "processing": processing,
+        }
+        if self.idempotency_key is not None:
+            body["idempotencyKey"] = self.idempotency_key
+        return body
+
+
+class Stats:
+    """The truth counters behind ``GET /api/loadkit/stats``."""
+
+    COUNTERS = (
+        "create_requests",
+        "batches_created",
+        "batches_cached",
+        "batches_sealed",
+        "batches_completed",
+        "batches_partial_failed",
+        "batches_aborted",
+        "stream_requests",
+        "streams_to_sealed",
+        "lines_read",
+        "items_enqueued",
+        "items_deduplicated",
+        "items_oversized",
+        "bytes_read",
+        "runs_created",
+        "rate_limited",
+        "injected_errors",
+        "injected_drops",
+        "timeouts",
+        "client_disconnects",
+    )
+    SERIES_SECONDS = 120
+
+    def __init__(self) -> None:
+        self.reset()
+
+    def reset(self) -> None:
+        for name in self.COUNTERS:
+            setattr(self, name, 0)
+        self.rejected: collections.Counter[str] = collections.Counter()
+        self.status_counts: collections.Counter[int] = collections.Counter()
+        self._series: collections.OrderedDict[int, int] = collections.OrderedDict()
+        self.started_at = time.time()
+
+    def add_ingest(self, items: int, now: float | None = None) -> None:
+        """Count ``items`` newly enqueued in this second (called once per body chunk)."""
+        self.items_enqueued += items
+        sec = int(now if now is not None else time.time())
+        series = self._series
+        series[sec] = series.get(sec, 0) + items
+        if len(series) > self.SERIES_SECONDS:
+            series.popitem(last=False)
+
+    def snapshot(self) -> dict[str, Any]:
+        now = time.time()
+        sec = int(now)
+        series = [[s, n] for s, n in self._series.items() if s > sec - self.SERIES_SECONDS]
+        recent = [n for s, n in series if sec - 5 <= s < sec]
+        out: dict[str, Any] = {name: getattr(self, name) for name in self.COUNTERS}
+        out["items_rejected"] = sum(self.rejected.values())
+        out["rejected_by_reason"] = dict(self.rejected)
+        out["responses_by_status"] = {str(k): v for k, v in sorted(self.status_counts.items())}
+        out["ingest_items_per_s"] = sum(recent) / 5.0
+        out["ingest_series"] = series
+        out["now"] = now
+        out["uptime_s"] = now - self.started_at
+        return out
+
+
+class Store:
+    """Every batch, by id, plus idempotency maps per environment."""
+
+    def __init__(self) -> None:
+        self.batches: dict[str, Batch] = {}
+        self.idempotency: dict[tuple[int, str, tuple[str, ...]], str] = {}
+        self.active: dict[str, Batch] = {}
+        """Batches the run engine still has to look at (not final)."""
+
+    def new_id(self) -> str:
+        return "batch_" + secrets.token_hex(10)
+
+    def add(self, batch: Batch) -> None:
+        self.batches[batch.id] = batch
+        self.active[batch.id] = batch
+        if batch.idempotency_key is not None:
+            key = (batch.env, batch.idempotency_key, batch.task_identifiers)
+            self.idempotency[key] = batch.id
+
+    def cached(self, env: int, key: str | None, tasks: tuple[str, ...]) -> Batch | None:
+        if key is None:
+            return None
+        batch_id = self.idempotency.get((env, key, tasks))
+        return self.batches.get(batch_id) if batch_id else None
+
+    def get(self, env: int, batch_id: str) -> Batch | None:
+        """The batch if it exists in this environment (others' batches are invisible)."""
+        batch = self.batches.get(batch_id)
+        return batch if batch is not None and batch.env == env else None
