@@ -24,6 +24,7 @@ __all__ = ["IngestError", "StreamIngest"]
 _loads = orjson.loads
 _JSONDecodeError = orjson.JSONDecodeError
 _BLANK = object()
+_MISSING = object()
 
 
 class IngestError:
@@ -56,6 +57,7 @@ class StreamIngest:
         self.claimed: list[int] = []
         """Slow mode: indices read and deduplicated whose enqueue has not finished yet."""
         self.error: IngestError | None = None
+        self._chunk_blanks = self._chunk_new = self._chunk_dup = 0
 
     # -- chunks ---------------------------------------------------------------------------
 
@@ -120,84 +122,116 @@ class StreamIngest:
     # -- lines ----------------------------------------------------------------------------
 
     def _lines(self, parts: list[bytes], check_size: bool) -> None:
-        """The hot loop: parse, check, deduplicate and enqueue every complete line of a chunk."""
+        """The hot loop: parse, check, deduplicate and enqueue every complete line of a chunk.
+
+        The common line, ``{"index": <int in range>, "task": <str>, ...}`` without
+        ``options``, is a valid BatchItemNDJSON (a test pins this against
+        ``wire.item_schema_error``) and is handled inline: no call, no await, no allocation
+        beyond orjson's. Every other line (options, blanks, errors, oversized; every line in
+        slow mode, where enqueue is paced anyway) goes through ``_line`` and the one schema
+        check in ``wire``.
+        """
         batch = self.batch
+        self._chunk_blanks = 0
+        self._chunk_new = 0
+        self._chunk_dup = 0
+        if check_size or self.slow:
+            line_of = self._line
+            for k, line in enumerate(parts):
+                if not line_of(line, _MISSING, parts, k):
+                    break
+            else:
+                k = len(parts)
+            self._count(k, 0, 0)
+            return
         marks = batch.marks
         run_count = batch.run_count
-        slow = self.slow
-        mark = Marks.CLAIMED if slow else Marks.ENQUEUED
-        claim = self.claimed.append
-        schema_error = wire.item_schema_error
-        maxb = self.max
-        new = dup = blanks = 0
-        k = -1
-        for k, line in enumerate(parts):
-            if check_size and len(line) > maxb:
-                self._oversized(
-                    line[: wire.INDEX_PREFIX_BYTES], len(line), self.items_seen + k - blanks
-                )
-                if self.error is not None:
-                    break
-                continue
+        loads = _loads
+        other = 0
+        dup = 0
+        for line in parts:
             try:
-                item = _loads(line)
-            except _JSONDecodeError:
-                item = self._bad_line(line, self.lines + k + 1)
-                if item is _BLANK:
-                    blanks += 1
-                    continue
-                if self.error is not None:
-                    break
-            # The plain shape {index: int >= 0, task: str, no options} is a valid
-            # BatchItemNDJSON (tests/server pin this against wire.item_schema_error);
-            # anything else goes through the one schema check in wire.
-            if type(item) is dict and "options" not in item:
-                index = item.get("index")
-                if not (type(index) is int and index >= 0 and type(item.get("task")) is str):
-                    detail = schema_error(item)
-                    if detail is not None:
-                        self._fail(
-                            422,
-                            wire.msg.invalid_item(
-                                _index_label(item, self.items_seen + k - blanks), detail
-                            ),
-                            "invalid_item",
-                        )
-                        break
-                    index = item["index"]
-            else:
-                detail = schema_error(item)
-                if detail is not None:
-                    self._fail(
-                        422,
-                        wire.msg.invalid_item(
-                            _index_label(item, self.items_seen + k - blanks), detail
-                        ),
-                        "invalid_item",
-                    )
-                    break
+                item = loads(line)
                 index = item["index"]
-            if index >= run_count:
-                self._fail(422, wire.msg.index_out_of_range(index, run_count), "index_out_of_range")
-                break
-            if marks[index]:
-                dup += 1
+                task = item["task"]
+            except Exception:
+                item = _MISSING
             else:
-                marks[index] = mark
-                new += 1
-                if slow:
-                    claim(index)
-        done = k + 1
+                if (
+                    index.__class__ is int
+                    and 0 <= index < run_count
+                    and task.__class__ is str
+                    and "options" not in item
+                ):
+                    if marks[index]:
+                        dup += 1
+                    else:
+                        marks[index] = 1  # Marks.ENQUEUED
+                    continue
+            other += 1
+            if not self._line(line, item, parts, None):
+                k = _position(parts, line)
+                self._count(k, k - (other - 1) - dup, dup)
+                return
+        plain = len(parts) - other
+        self._count(len(parts), plain - dup, dup)
+
+    def _count(self, done: int, new: int, dup: int) -> None:
+        """Book a chunk's lines: ``new``/``dup`` from the inline path plus ``_line``'s own."""
+        blanks = self._chunk_blanks
+        new += self._chunk_new
+        dup += self._chunk_dup
         self.lines += done
         self.items_seen += done - blanks
         stats = self.stats
         stats.lines_read += done - blanks
         self.deduplicated += dup
         stats.items_deduplicated += dup
-        if new and not slow:
+        if new:
             self.accepted += new
-            batch.enqueued += new
+            self.batch.enqueued += new
             stats.add_ingest(new)
+
+    def _line(self, line: bytes, item: object, parts: list[bytes], k: int | None) -> bool:
+        """One line the inline path did not take; False when it ends the request."""
+        if k is None:
+            k = _position(parts, line)
+        position = self.items_seen + k - self._chunk_blanks
+        if len(line) > self.max:
+            self._oversized(line[: wire.INDEX_PREFIX_BYTES], len(line), position)
+            return self.error is None
+        if item is _MISSING:
+            try:
+                item = _loads(line)
+            except _JSONDecodeError:
+                item = self._bad_line(line, self.lines + k + 1)
+                if item is _BLANK:
+                    self._chunk_blanks += 1
+                    return True
+                if self.error is not None:
+                    return False
+        detail = wire.item_schema_error(item)
+        if detail is not None:
+            self._fail(
+                422, wire.msg.invalid_item(_index_label(item, position), detail), "invalid_item"
+            )
+            return False
+        index: int = item["index"]  # type: ignore[index]
+        batch = self.batch
+        if index >= batch.run_count:
+            self._fail(
+                422, wire.msg.index_out_of_range(index, batch.run_count), "index_out_of_range"
+            )
+            return False
+        if batch.marks[index]:
+            self._chunk_dup += 1
+        elif self.slow:
+            batch.marks[index] = Marks.CLAIMED
+            self.claimed.append(index)
+        else:
+            batch.marks[index] = Marks.ENQUEUED
+            self._chunk_new += 1
+        return True
 
     def _bad_line(self, line: bytes, lineno: int) -> object:
         """A line orjson refused: blank (skipped), JSON after a Unicode trim, or an error."""
@@ -295,3 +329,11 @@ def _index_label(item: object, position: int) -> object:
         if isinstance(index, int) and not isinstance(index, bool):
             return index
     return position
+
+
+def _position(parts: list[bytes], line: bytes) -> int:
+    """Where ``line`` (the very object) sits in ``parts``: only computed on the rare paths."""
+    for k, part in enumerate(parts):
+        if part is line:
+            return k
+    raise ValueError("line not in parts")  # pragma: no cover
