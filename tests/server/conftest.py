@@ -20,8 +20,9 @@ class Api:
 
     def __init__(self, url: str, key: str = KEY, timeout: float = 30) -> None:
         self.url = url
-        self.client = httpx.Client(base_url=url, headers={"authorization": f"Bearer {key}"},
-                                   timeout=timeout)
+        self.client = httpx.Client(
+            base_url=url, headers={"authorization": f"Bearer {key}"}, timeout=timeout
+        )
 
     def close(self) -> None:
         self.client.close()
@@ -40,11 +41,20 @@ class Api:
         assert r.status_code == 202, r.text
         return r.json()["id"]
 
-    def stream(self, batch_id: str, body: bytes | Iterable[bytes],
-               content_type: str = wire.NDJSON_CONTENT_TYPE, **kw: Any) -> httpx.Response:
+    def stream(
+        self,
+        batch_id: str,
+        body: bytes | Iterable[bytes],
+        content_type: str = wire.NDJSON_CONTENT_TYPE,
+        **kw: Any,
+    ) -> httpx.Response:
         content = body if isinstance(body, bytes) else iter(body)
-        return self.client.post(wire.stream_path(batch_id), content=content,
-                                headers={"content-type": content_type}, **kw)
+        return self.client.post(
+            wire.stream_path(batch_id),
+            content=content,
+            headers={"content-type": content_type},
+            **kw,
+        )
 
     def retrieve(self, batch_id: str) -> httpx.Response:
         return self.client.get(wire.retrieve_path(batch_id))
@@ -63,8 +73,9 @@ def lines(indices: Iterable[int], task: str = "t", **extra: Any) -> bytes:
 @pytest.fixture(scope="module")
 def server() -> Iterator[ReferenceServer]:
     """A default-knob server in a thread of the test process (two environments)."""
-    with ReferenceServer(mode="thread", secret_keys=(KEY, OTHER_KEY), item_max_bytes=4096,
-                         max_items=5000) as s:
+    with ReferenceServer(
+        mode="thread", secret_keys=(KEY, OTHER_KEY), item_max_bytes=4096, max_items=5000
+    ) as s:
         yield s
 
 

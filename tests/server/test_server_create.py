@@ -135,7 +135,7 @@ def limited_ms():
 
 
 def test_rate_limit_answers_429_with_headers(limited):
-    """Creates cost runCount tokens; past the bucket a 429 carries limit/remaining/reset/retry-after."""
+    """Creates cost runCount tokens; past the bucket a 429 carries the four rate-limit headers."""
     with Api(limited.url) as api:
         assert api.create(6).status_code == 202
         assert api.create(3, idempotencyKey="rl").status_code == 202
@@ -178,11 +178,10 @@ def test_rate_limit_reset_in_milliseconds(limited_ms):
 
 def test_create_delay_adds_latency():
     """create_delay holds every create answer for at least that long."""
-    with ReferenceServer(mode="thread", create_delay=0.3) as s:
-        with Api(s.url) as api:
-            t0 = time.perf_counter()
-            assert api.create(1).status_code == 202
-            assert time.perf_counter() - t0 >= 0.3
+    with ReferenceServer(mode="thread", create_delay=0.3) as s, Api(s.url) as api:
+        t0 = time.perf_counter()
+        assert api.create(1).status_code == 202
+        assert time.perf_counter() - t0 >= 0.3
 
 
 def test_wrong_method_and_unknown_path(api):
