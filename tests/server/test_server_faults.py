@@ -1,0 +1,198 @@
+"""Tests that backpressure is real and that every fault knob does what it says at its rate."""
+
+from __future__ import annotations
+
+import socket
+import time
+
+import httpx
+import pytest
+
+from loadkit import wire
+from loadkit.server import ReferenceServer
+
+from .conftest import KEY, Api, lines
+
+
+def _raw_stream_request(
+    host: str, port: int, batch_id: str, sndbuf: int | None = None
+) -> socket.socket:
+    """Open a socket and send the head of a chunked stream request (the body is up to the caller)."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    if sndbuf:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, sndbuf)
+    sock.connect((host, port))
+    head = (
+        f"POST {wire.stream_path(batch_id)} HTTP/1.1\r\nhost: {host}\r\n"
+        f"authorization: Bearer {KEY}\r\ncontent-type: {wire.NDJSON_CONTENT_TYPE}\r\n"
+        "transfer-encoding: chunked\r\n\r\n"
+    )
+    sock.sendall(head.encode())
+    return sock
+
+
+def _chunk(data: bytes) -> bytes:
+    return b"%x\r\n%s\r\n" % (len(data), data)
+
+
+def _push(server: ReferenceServer, total_items: int, seconds: float) -> tuple[int, int, bool]:
+    """Write ~1 KiB items as fast as the socket takes them, for at most ``seconds``.
+
+    Returns (bytes written, items written, whether a write blocked for 1 s).
+    """
+    with Api(server.url) as api:
+        bid = api.new_batch(total_items)
+    host, port = server.url.removeprefix("http://").split(":")
+    sock = _raw_stream_request(host, int(port), bid, sndbuf=8192)
+    sock.settimeout(1.0)
+    pad = "p" * 1000
+    written = items = 0
+    blocked = False
+    deadline = time.monotonic() + seconds
+    try:
+        while items < total_items and time.monotonic() < deadline:
+            block = lines(range(items, min(items + 64, total_items)), payload=pad)
+            data = _chunk(block)
+            try:
+                sock.sendall(data)
+            except TimeoutError:
+                blocked = True
+                break
+            written += len(data)
+            items = min(items + 64, total_items)
+    finally:
+        sock.close()
+    return written, items, blocked
+
+
+@pytest.mark.slow
+def test_slow_enqueue_blocks_the_clients_writes():
+    """With a slow enqueue the server stops reading and the client's writes block; without, not."""
+    items = 40_000  # ~41 MB: more than every buffer between client and app
+    with ReferenceServer(
+        mode="thread", max_items=items, enqueue_delay=0.02, ingest_concurrency=1
+    ) as slow:
+        written, sent_items, blocked = _push(slow, items, seconds=20)
+        stats = slow.stats()
+    assert blocked, "writes never blocked although the server enqueues 50 items/s"
+    assert sent_items < items
+    # what the app has read is what it has enqueued (+ one chunk), far less than was written
+    assert stats["items_enqueued"] < 500
+    assert stats["bytes_read"] < written
+    with ReferenceServer(mode="thread", max_items=items) as fast:
+        written_fast, sent_fast, blocked_fast = _push(fast, items, seconds=20)
+        time.sleep(0.2)
+        fast_stats = fast.stats()
+    assert not blocked_fast
+    assert sent_fast == items
+    assert fast_stats["items_enqueued"] == items
+
+
+def test_enqueue_delay_paces_at_concurrency_over_delay():
+    """enqueue_delay 0.01 s with concurrency 10 ingests ~1,000 items/s."""
+    with (
+        ReferenceServer(mode="thread", enqueue_delay=0.01, ingest_concurrency=10) as s,
+        Api(s.url) as api,
+    ):
+        bid = api.new_batch(500)
+        t0 = time.perf_counter()
+        r = api.stream(bid, [lines(range(i, i + 50)) for i in range(0, 500, 50)])
+        elapsed = time.perf_counter() - t0
+        assert r.json()["sealed"] is True
+        assert 0.45 <= elapsed <= 1.2  # 500 items / 1,000 per s = 0.5 s plus timer slack
+
+
+def test_ingest_rate_cap_is_what_the_server_reports():
+    """An ingest rate cap of 2,000 items/s takes ~1.5 s for 3,000 items, server-wide."""
+    with ReferenceServer(mode="thread", ingest_rate=2000, max_items=3000) as s, Api(s.url) as api:
+        bid = api.new_batch(3000)
+        t0 = time.perf_counter()
+        r = api.stream(bid, [lines(range(i, i + 500)) for i in range(0, 3000, 500)])
+        elapsed = time.perf_counter() - t0
+        assert r.json()["sealed"] is True
+        assert 1.3 <= elapsed <= 2.0
+        series = [n for _, n in api.stats()["ingest_series"]]
+        assert sum(series) == 3000
+        full_seconds = series[1:-1]
+        assert all(1600 <= n <= 2400 for n in full_seconds), series
+
+
+def test_error_rate_and_should_retry_mix_at_their_rates():
+    """error_rate 0.3 answers ~30 % of streams 500 {error}; ~half carry x-should-retry: true."""
+    n = 200
+    with (
+        ReferenceServer(mode="thread", error_rate=0.3, error_should_retry=0.5, seed=7) as s,
+        Api(s.url) as api,
+    ):
+        statuses, retry = [], []
+        for _ in range(n):
+            bid = api.new_batch(1)
+            r = api.stream(bid, lines([0]))
+            statuses.append(r.status_code)
+            if r.status_code == 500:
+                assert r.json()["error"] == wire.msg.injected_error()
+                retry.append(r.headers[wire.Header.SHOULD_RETRY])
+                assert api.stream(bid, lines([0])).status_code in (200, 500)  # nothing enqueued
+        errors = statuses.count(500)
+        assert set(statuses) <= {200, 500}
+        assert 0.3 * n - 25 <= errors <= 0.3 * n + 25
+        assert 0.25 <= retry.count("true") / len(retry) <= 0.75
+        assert set(retry) <= {"true", "false"}
+
+
+def test_faults_replay_with_the_same_seed():
+    """Two servers with the same seed answer a sequential client with the same fault sequence."""
+
+    def run() -> list[int]:
+        with ReferenceServer(mode="thread", error_rate=0.5, seed=42) as s, Api(s.url) as api:
+            return [api.stream(api.new_batch(1), lines([0])).status_code for _ in range(30)]
+
+    first = run()
+    assert first == run()
+    assert 500 in first
+    assert 200 in first
+
+
+def test_drop_rate_breaks_connections_and_keeps_items_read():
+    """drop_rate 0.4 breaks ~40 % of streams (the client sees a connection error); items stay."""
+    n = 100
+    with ReferenceServer(mode="thread", drop_rate=0.4, seed=3) as s, Api(s.url) as api:
+        dropped = 0
+        partial_batches = []
+        for _ in range(n):
+            bid = api.new_batch(40)
+            chunks = [lines(range(i, i + 10)) for i in range(0, 40, 10)]
+            try:
+                r = api.stream(bid, chunks)
+                assert r.status_code == 200
+            except httpx.TransportError:
+                dropped += 1
+                partial_batches.append(bid)
+        assert 0.4 * n - 18 <= dropped <= 0.4 * n + 18
+        assert s.stats()["injected_drops"] == dropped
+        time.sleep(0.2)
+        for bid in partial_batches[:10]:
+            body = api.retrieve(bid).json()
+            assert body["runs"]  # what was read before the drop stays enqueued
+            assert body["status"] != "COMPLETED"  # a dropped stream never seals
+
+
+def test_never_ending_body_answers_408():
+    """A body that never ends is answered 408 after request_timeout, and the connection closes."""
+    with ReferenceServer(mode="thread", request_timeout=0.5) as s, Api(s.url) as api:
+        bid = api.new_batch(5)
+        host, port = s.url.removeprefix("http://").split(":")
+        sock = _raw_stream_request(host, int(port), bid)
+        try:
+            sock.sendall(_chunk(lines([0])))
+            sock.settimeout(5)
+            t0 = time.perf_counter()
+            answer = b""
+            while b"\r\n\r\n" not in answer:
+                answer += sock.recv(65536)
+            elapsed = time.perf_counter() - t0
+        finally:
+            sock.close()
+        assert answer.startswith(b"HTTP/1.1 408")
+        assert 0.3 <= elapsed <= 2
+        assert api.stats()["timeouts"] == 1
