@@ -67,7 +67,9 @@ class ServerConfig:
     host: str = "127.0.0.1"
     port: int = 0
     """0 picks a free port."""
-    secret_keys: tuple[str, ...] = dataclasses.field(default_factory=_default_secret_keys)
+    secret_keys: tuple[str, ...] = dataclasses.field(
+        default_factory=_default_secret_keys, repr=False
+    )
     """Accepted ``Authorization: Bearer`` keys; each key is its own environment."""
     max_items: int = wire.MAX_RUN_COUNT
     item_max_bytes: int = wire.ITEM_MAX_BYTES

@@ -17,7 +17,7 @@ from .conftest import KEY, Api, lines
 def _raw_stream_request(
     host: str, port: int, batch_id: str, sndbuf: int | None = None
 ) -> socket.socket:
-    """Open a socket and send the head of a chunked stream request (the body is up to the caller)."""
+    """Open a socket and send the head of a chunked stream request; the caller sends the body."""
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     if sndbuf:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, sndbuf)
@@ -80,7 +80,7 @@ def test_slow_enqueue_blocks_the_clients_writes():
     assert stats["items_enqueued"] < 500
     assert stats["bytes_read"] < written
     with ReferenceServer(mode="thread", max_items=items) as fast:
-        written_fast, sent_fast, blocked_fast = _push(fast, items, seconds=20)
+        _, sent_fast, blocked_fast = _push(fast, items, seconds=20)
         time.sleep(0.2)
         fast_stats = fast.stats()
     assert not blocked_fast
