@@ -15,20 +15,40 @@ durations in milliseconds measured with ``time.perf_counter()``.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import os
+import threading
+import time
 import types
 import typing
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
+import orjson
 import pyarrow as pa
+
+from loadkit.errors import RecordsError
 
 __all__ = [
     "ARROW_SCHEMA",
     "FIELD_NAMES",
     "OUTCOMES",
+    "RECORDS_JSONL",
+    "RECORDS_PARQUET",
+    "RUN_META",
     "SCHEMA_VERSION",
     "BatchRecord",
+    "RecordWriter",
+    "create_run_dir",
+    "read_jsonl",
+    "read_records",
+    "read_run_meta",
+    "records_table",
+    "write_parquet",
+    "write_run_meta",
 ]
 
 SCHEMA_VERSION = 1
@@ -145,3 +165,237 @@ ARROW_SCHEMA: pa.Schema = pa.schema(
     [_arrow_field(name, _HINTS[name]) for name in FIELD_NAMES],
     metadata={b"loadkit_schema_version": str(SCHEMA_VERSION).encode()},
 )
+
+
+# --- run directories: writers and readers ------------------------------------------------
+
+RUN_META = "run.json"
+RECORDS_JSONL = "records.jsonl"
+RECORDS_PARQUET = "records.parquet"
+
+
+def _fsync_dir(path: Path) -> None:
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def _atomic_write(path: Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` via a temporary file in the same folder and ``os.replace``."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        with open(tmp, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except OSError as exc:
+        with contextlib.suppress(OSError):
+            tmp.unlink()
+        raise RecordsError(f"cannot write {path}: {exc.strerror or exc}") from None
+    _fsync_dir(path.parent)
+
+
+def create_run_dir(results_dir: str | os.PathLike[str], run_id: str) -> Path:
+    """Make ``results_dir/run_id/`` and prove it is writable, or raise :class:`RecordsError`.
+
+    Called at start-up so that an unwritable or full results directory fails loudly before
+    any load is sent, not silently at the end.
+    """
+    run_dir = Path(results_dir) / run_id
+    try:
+        run_dir.mkdir(parents=True, exist_ok=False)
+        probe = run_dir / ".write-test"
+        with open(probe, "wb") as fh:
+            fh.write(b"x" * 4096)
+            fh.flush()
+            os.fsync(fh.fileno())
+        probe.unlink()
+    except FileExistsError:
+        raise RecordsError(
+            f"results folder {run_dir} already exists; choose another --run-id or results dir"
+        ) from None
+    except OSError as exc:
+        raise RecordsError(
+            f"cannot write to results directory {Path(results_dir)}: "
+            f"{exc.strerror or exc}; pass a writable --results-dir"
+        ) from None
+    return run_dir
+
+
+def write_run_meta(run_dir: str | os.PathLike[str], meta: Mapping[str, Any]) -> None:
+    """Write ``run.json`` atomically (temporary file + ``os.replace``).
+
+    ``schema_version`` is added when missing. Callers pass options already redacted: no
+    option holds a secret key (the key lives only in the environment).
+    """
+    data = {"schema_version": SCHEMA_VERSION, **meta}
+    _atomic_write(Path(run_dir) / RUN_META,
+                  orjson.dumps(data, option=orjson.OPT_INDENT_2 | orjson.OPT_SERIALIZE_NUMPY,
+                               default=str) + b"\n")
+
+
+def read_run_meta(run_dir: str | os.PathLike[str]) -> dict[str, Any]:
+    """The run's ``run.json`` as a dict (:class:`RecordsError` when missing or unreadable)."""
+    path = Path(run_dir) / RUN_META
+    try:
+        return orjson.loads(path.read_bytes())
+    except FileNotFoundError:
+        raise RecordsError(f"{path} not found: is {run_dir} a loadkit run directory?") from None
+    except (OSError, orjson.JSONDecodeError) as exc:
+        raise RecordsError(f"cannot read {path}: {exc}") from None
+
+
+class RecordWriter:
+    """Crash-safe, append-only writer of ``records.jsonl``.
+
+    Rows are buffered in memory and appended (one JSON object per line) with flush and
+    ``fsync`` whenever :meth:`flush_if_due` finds the last flush ``flush_interval`` seconds
+    ago, on :meth:`flush` and on :meth:`close`. A process killed at any moment leaves a file
+    whose complete lines are all valid records; at most the last (torn) line is lost, and
+    :func:`read_records` skips it. :meth:`write` calls :meth:`flush_if_due` itself; a run
+    that may go quiet also calls it from a timer (the locust adapter does, twice a second).
+    """
+
+    def __init__(self, path: str | os.PathLike[str], flush_interval: float = 1.0) -> None:
+        self.path = Path(path)
+        self.flush_interval = flush_interval
+        self.count = 0
+        self._buffer: list[bytes] = []
+        self._lock = threading.Lock()
+        self._last_flush = time.monotonic()
+        try:
+            self._fh: Any = open(self.path, "ab")  # noqa: SIM115 - closed in close()
+        except OSError as exc:
+            raise RecordsError(f"cannot open {self.path}: {exc.strerror or exc}") from None
+
+    def write(self, record: BatchRecord | Mapping[str, Any]) -> None:
+        self.write_many((record,))
+
+    def write_many(self, records: Iterable[BatchRecord | Mapping[str, Any]]) -> None:
+        lines = [
+            orjson.dumps(r.as_dict() if isinstance(r, BatchRecord) else dict(r)) + b"\n"
+            for r in records
+        ]
+        with self._lock:
+            self._buffer.extend(lines)
+            self.count += len(lines)
+        self.flush_if_due()
+
+    def flush_if_due(self) -> None:
+        if time.monotonic() - self._last_flush >= self.flush_interval:
+            self.flush()
+
+    def flush(self) -> None:
+        with self._lock:
+            self._last_flush = time.monotonic()
+            if self._fh is None or not self._buffer:
+                return
+            data, self._buffer = b"".join(self._buffer), []
+            try:
+                self._fh.write(data)
+                self._fh.flush()
+                os.fsync(self._fh.fileno())
+            except OSError as exc:
+                raise RecordsError(
+                    f"cannot append to {self.path}: {exc.strerror or exc}"
+                ) from None
+
+    def close(self) -> None:
+        if self._fh is None:
+            return
+        self.flush()
+        with self._lock:
+            self._fh.close()
+            self._fh = None
+
+    def __enter__(self) -> RecordWriter:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def read_jsonl(path: str | os.PathLike[str]) -> list[dict[str, Any]]:
+    """Rows of a ``records.jsonl``; a torn (incomplete) last line is skipped.
+
+    A bad line anywhere else means the file is not what loadkit writes:
+    :class:`RecordsError` names the line.
+    """
+    path = Path(path)
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise RecordsError(f"cannot read {path}: {exc.strerror or exc}") from None
+    lines = data.split(b"\n")
+    rows: list[dict[str, Any]] = []
+    last = len(lines) - 1
+    for number, line in enumerate(lines):
+        if not line.strip():
+            continue
+        try:
+            rows.append(orjson.loads(line))
+        except orjson.JSONDecodeError:
+            if number == last:  # no newline after it: torn by a crash mid-write
+                break
+            raise RecordsError(f"{path}: line {number + 1} is not a JSON record") from None
+    return rows
+
+
+def records_table(rows: Iterable[BatchRecord | Mapping[str, Any]]) -> pa.Table:
+    """Rows as a pyarrow Table with :data:`ARROW_SCHEMA` (fields missing from a row are null)."""
+    dicts = [r.as_dict() if isinstance(r, BatchRecord) else r for r in rows]
+    return pa.Table.from_pylist(dicts, schema=ARROW_SCHEMA)
+
+
+def write_parquet(run_dir: str | os.PathLike[str]) -> Path:
+    """Write ``records.parquet`` from ``records.jsonl`` (temporary file, then atomic rename)."""
+    import pyarrow.parquet as pq  # noqa: PLC0415
+
+    run_dir = Path(run_dir)
+    jsonl = run_dir / RECORDS_JSONL
+    table = records_table(read_jsonl(jsonl) if jsonl.exists() else [])
+    path = run_dir / RECORDS_PARQUET
+    tmp = run_dir / f".{RECORDS_PARQUET}.{os.getpid()}.tmp"
+    try:
+        pq.write_table(table, tmp)
+        os.replace(tmp, path)
+    except OSError as exc:
+        with contextlib.suppress(OSError):
+            tmp.unlink()
+        raise RecordsError(f"cannot write {path}: {exc.strerror or exc}") from None
+    _fsync_dir(run_dir)
+    return path
+
+
+def read_records(run_dir: str | os.PathLike[str]) -> pa.Table:
+    """A run's records as a pyarrow Table with :data:`ARROW_SCHEMA`.
+
+    Reads ``records.parquet`` when the run finished, else ``records.jsonl`` (a killed run),
+    skipping a torn last line. ``table.to_pandas()`` gives the DataFrame.
+    """
+    import pyarrow.parquet as pq  # noqa: PLC0415
+
+    run_dir = Path(run_dir)
+    parquet = run_dir / RECORDS_PARQUET
+    if parquet.exists():
+        try:
+            return pq.read_table(parquet, schema=ARROW_SCHEMA)
+        except (OSError, pa.ArrowException) as exc:
+            raise RecordsError(f"cannot read {parquet}: {exc}") from None
+    jsonl = run_dir / RECORDS_JSONL
+    if jsonl.exists():
+        try:
+            return records_table(read_jsonl(jsonl))
+        except (pa.ArrowException, TypeError) as exc:
+            raise RecordsError(f"{jsonl} does not match the record schema: {exc}") from None
+    if not run_dir.is_dir():
+        raise RecordsError(f"{run_dir} is not a directory")
+    raise RecordsError(f"{run_dir} holds no {RECORDS_PARQUET} or {RECORDS_JSONL}")

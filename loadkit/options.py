@@ -1,0 +1,392 @@
+"""Run options: the one parser of everything a load run is configured with.
+
+A run is configured by four groups of settings, each parsed into a small frozen value object:
+
+==========  ===============================================================================
+group       settings
+==========  ===============================================================================
+``spec``    what batches look like: every :data:`~loadkit.generators.SPEC_FIELDS` setting
+            (``items``, ``payload_bytes``, ``faults``, ``seed``, ``chunk_bytes`` …) →
+            :class:`~loadkit.generators.BatchSpec`
+``client``  how they are sent: ``timeout``, every retry setting of
+            :data:`~loadkit.retry.RETRY_FIELDS` prefixed ``retry_`` (``retry_attempts``,
+            ``retry_resend`` …), ``send_buffer_bytes``, ``keep_chunk_timings``, ``verify``
+            → :class:`ClientOptions`
+``run``     how the run goes: ``results_dir``, ``threshold``, ``arrival_rate``, ``wait``,
+            ``drop_after``, ``run_id`` → :class:`RunSettings`
+``server``  knobs of the embedded reference server (used only when no target is given):
+            ``server_enqueue_delay``, ``server_error_rate`` … →
+            :class:`~loadkit.server.ServerConfig`
+==========  ===============================================================================
+
+:data:`OPTIONS` is the table of every setting (name, default, help, type, group). The locust
+adapter turns each row into a ``--flag`` (``payload_bytes`` → ``--payload-bytes``), the CLI
+does the same, and notebooks pass the names as keywords: all three call
+:func:`parse_options`, so a bad value gives the same :class:`~loadkit.errors.ConfigError`
+(or :class:`~loadkit.errors.ThresholdError`) text everywhere.
+
+The secret key is deliberately **not** an option: it is read from ``TRIGGER_SECRET_KEY``
+where it is needed and never stored in an options object, so it cannot leak into
+``run.json``.
+
+This module never imports locust.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import uuid
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from loadkit.errors import ConfigError
+from loadkit.generators import SPEC_FIELDS, BatchSpec
+from loadkit.retry import RETRY_FIELDS, RetryPolicy
+from loadkit.thresholds import Threshold, parse_thresholds
+
+__all__ = [
+    "OPTIONS",
+    "OPTION_NAMES",
+    "ClientOptions",
+    "OptionDef",
+    "RunOptions",
+    "RunSettings",
+    "new_run_id",
+    "parse_options",
+]
+
+
+@dataclass(frozen=True, slots=True)
+class OptionDef:
+    """One run setting: its keyword name, default (as a string, or None), help and type.
+
+    ``kind`` is ``str``, ``int``, ``float``, ``bool`` or ``list`` (repeatable);
+    ``group`` is ``spec``, ``client``, ``run`` or ``server``.
+    """
+
+    name: str
+    default: str | None
+    help: str
+    kind: str = "str"
+    group: str = "run"
+    metavar: str | None = None
+
+    @property
+    def flag(self) -> str:
+        """The command-line flag: ``payload_bytes`` → ``--payload-bytes``."""
+        return "--" + self.name.replace("_", "-")
+
+
+_SPEC_KINDS = {"idempotency": "bool", "seed": "int", "max_items": "int",
+               "item_max_bytes": "int", "chunk_bytes": "int", "options_rate": "float"}
+
+def _retry_option(name: str) -> str:
+    return name if name.startswith("retry_") else "retry_" + name
+
+
+_CLIENT_DEFS = (
+    OptionDef("timeout", "60", "seconds the client waits for any one request's answer",
+              "float", "client", "SECONDS"),
+    *(OptionDef(_retry_option(f.name), f.default, "retry: " + f.help,
+                "int" if f.name.endswith("attempts") else "str", "client")
+      for f in RETRY_FIELDS),
+    OptionDef("send_buffer_bytes", None, "SO_SNDBUF for the client's sockets (default: the "
+              "system's)", "int", "client", "BYTES"),
+    OptionDef("keep_chunk_timings", "false", "keep every chunk write's timing on the result "
+              "(memory grows with batch size)", "bool", "client"),
+    OptionDef("verify", "false", "after a batch seals, retrieve it and check its run count",
+              "bool", "client"),
+)
+_RETRY_OPTIONS = {_retry_option(f.name): f.name for f in RETRY_FIELDS}
+
+_RUN_DEFS = (
+    OptionDef("results_dir", "results", "directory that gets one folder per run "
+              "(run.json, records.jsonl, records.parquet)", "str", "run", "DIR"),
+    OptionDef("threshold", None, "pass/fail expression over the records, repeatable, e.g. "
+              "'p95(total_ms) < 2000', 'seal_rate >= 0.999', 'error_rate < 0.01'; any failure "
+              "sets exit code 3", "list", "run", "EXPR"),
+    OptionDef("arrival_rate", "0", "open model: batch starts per second across the whole run "
+              "(split over workers) on a fixed timetable; 0 = closed model (users send back "
+              "to back)", "float", "run", "BATCHES_PER_S"),
+    OptionDef("wait", "0", "closed model: seconds a user waits between batches: S or LO:HI "
+              "(uniform)", "str", "run", "SECONDS"),
+    OptionDef("drop_after", "1", "open model: a scheduled start not served within this many "
+              "seconds is recorded as outcome 'dropped'", "float", "run", "SECONDS"),
+    OptionDef("run_id", None, "name of the run's results folder (default: UTC time + random "
+              "suffix)", "str", "run", "ID"),
+)
+
+# Server knobs exposed for the embedded reference server. max_items / item_max_bytes come
+# from the spec settings of the same name (one number for both sides); host, port and keys
+# are chosen by the run itself.
+_SERVER_HELP = {
+    "ingest_concurrency": ("int", "items of one stream enqueued at once"),
+    "enqueue_delay": ("float", "seconds each item's enqueue takes (backpressure)"),
+    "ingest_rate": ("float", "server-wide cap on items enqueued per second (0 = uncapped)"),
+    "run_rate": ("float", "runs made per second per environment (0 = as fast as enqueued)"),
+    "rate_limit": ("str", "batch token bucket MAX:REFILL/INTERVAL, e.g. 1200:100/10s, or off"),
+    "rate_limit_reset_unit": ("str", "unit of x-ratelimit-reset: s or ms"),
+    "error_rate": ("float", "fraction of streams answered 500"),
+    "error_should_retry": ("float", "fraction of injected 500s sent with x-should-retry: true"),
+    "drop_rate": ("float", "fraction of streams whose connection is dropped part-way"),
+    "request_timeout": ("float", "answer 408 after this many seconds (0 = never)"),
+    "create_delay": ("float", "seconds added to every create answer"),
+    "seal_timeout": ("float", "seconds before an unsealed batch is aborted"),
+    "engine_tick": ("float", "run engine step interval in seconds"),
+    "seed": ("int", "seed for the server's fault decisions (default: off)"),
+}
+_SERVER_DEFAULTS: dict[str, Any] = {
+    "ingest_concurrency": 10, "enqueue_delay": 0.0, "ingest_rate": 0.0, "run_rate": 0.0,
+    "rate_limit": None, "rate_limit_reset_unit": "s", "error_rate": 0.0,
+    "error_should_retry": 1.0, "drop_rate": 0.0, "request_timeout": 300.0,
+    "create_delay": 0.0, "seal_timeout": 1800.0, "engine_tick": 0.05, "seed": None,
+}
+
+
+def _default_text(value: Any) -> str | None:
+    if value is None:
+        return None
+    return f"{value:g}" if isinstance(value, float) else str(value)
+
+
+_SERVER_DEFS = tuple(
+    OptionDef("server_" + name, _default_text(_SERVER_DEFAULTS[name]),
+              "embedded reference server (no --host): " + text, kind, "server")
+    for name, (kind, text) in _SERVER_HELP.items()
+)
+
+OPTIONS: tuple[OptionDef, ...] = (
+    *(OptionDef(f.name, f.default, f.help, _SPEC_KINDS.get(f.name, "str"), "spec")
+      for f in SPEC_FIELDS),
+    *_CLIENT_DEFS,
+    *_RUN_DEFS,
+    *_SERVER_DEFS,
+)
+"""Every run setting, in the order flags are listed."""
+
+OPTION_NAMES: frozenset[str] = frozenset(o.name for o in OPTIONS)
+_BY_NAME = {o.name: o for o in OPTIONS}
+
+
+# --- small parsers -----------------------------------------------------------------------
+
+
+def _bool(name: str, value: object) -> bool:
+    if isinstance(value, bool):
+        return value
+    text = str(value).strip().lower()
+    if text in ("1", "true", "yes", "on"):
+        return True
+    if text in ("0", "false", "no", "off", ""):
+        return False
+    raise ConfigError(name, value, "true or false")
+
+
+def _float(name: str, value: object, low: float = 0.0, *, above: bool = False) -> float:
+    try:
+        number = float(str(value).replace("_", ""))
+    except ValueError:
+        number = math.nan
+    ok = math.isfinite(number) and (number > low if above else number >= low)
+    if isinstance(value, bool) or not ok:
+        raise ConfigError(name, value, f"a number {'above' if above else 'of at least'} {low:g}")
+    return number
+
+
+def _int(name: str, value: object, low: int) -> int:
+    try:
+        number = int(str(value).replace("_", ""))
+    except ValueError:
+        number = None
+    if isinstance(value, bool) or number is None or number < low:
+        raise ConfigError(name, value, f"a whole number of at least {low}")
+    return number
+
+
+def _wait(value: object) -> tuple[float, float]:
+    text = str(value).strip()
+    lo_text, colon, hi_text = text.partition(":")
+    try:
+        lo = float(lo_text)
+        hi = float(hi_text) if colon else lo
+    except ValueError:
+        lo = hi = math.nan
+    if not (math.isfinite(lo) and math.isfinite(hi) and 0 <= lo <= hi):
+        raise ConfigError("wait", value, "seconds S or a range LO:HI with 0 <= LO <= HI")
+    return lo, hi
+
+
+# --- value objects -----------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class ClientOptions:
+    """How the client sends: everything :class:`loadkit.client.BatchClient` is built from."""
+
+    timeout: float = 60.0
+    retry: RetryPolicy = dataclasses.field(default_factory=RetryPolicy)
+    send_buffer_bytes: int | None = None
+    keep_chunk_timings: bool = False
+    verify: bool = False
+
+    def make_client(self, base_url: str | None, secret_key: str | None, chunk_bytes: int) -> Any:
+        """A :class:`~loadkit.client.BatchClient` for one user (one connection pool)."""
+        from loadkit.client import BatchClient  # noqa: PLC0415 - httpx only when sending
+
+        return BatchClient(
+            base_url,
+            secret_key,
+            chunk_bytes=chunk_bytes,
+            timeout=self.timeout,
+            retry=self.retry,
+            keep_chunk_timings=self.keep_chunk_timings,
+            send_buffer_bytes=self.send_buffer_bytes,
+            verify=self.verify,
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class RunSettings:
+    """How the run goes: where records go, thresholds, closed or open model."""
+
+    results_dir: Path = Path("results")
+    thresholds: tuple[Threshold, ...] = ()
+    arrival_rate: float = 0.0
+    """Batches per second across the whole run; 0 = closed model."""
+    wait: tuple[float, float] = (0.0, 0.0)
+    drop_after: float = 1.0
+    run_id: str | None = None
+
+    @property
+    def open_model(self) -> bool:
+        return self.arrival_rate > 0
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    """Every setting of a run, parsed. Build with :func:`parse_options`."""
+
+    spec: BatchSpec
+    client: ClientOptions
+    run: RunSettings
+    server: dict[str, Any]
+    """Embedded-server knobs given (parsed lazily into a ServerConfig by :meth:`server_config`)."""
+    settings: Mapping[str, Any]
+    """Every option as given or defaulted, in its text form (what run.json records)."""
+
+    def server_config(self, secret_key: str) -> Any:
+        """The embedded reference server's :class:`~loadkit.server.ServerConfig`."""
+        from loadkit.server.config import ServerConfig  # noqa: PLC0415
+
+        return ServerConfig.parse(
+            host="127.0.0.1",
+            port=0,
+            secret_keys=(secret_key,),
+            max_items=self.spec.max_items,
+            item_max_bytes=self.spec.item_max_bytes,
+            **self.server,
+        )
+
+    def as_dict(self) -> dict[str, Any]:
+        """JSON-ready settings for run.json (there is no key among them to redact)."""
+        out = dict(self.settings)
+        out["threshold"] = [str(t) for t in self.run.thresholds]
+        return out
+
+
+def _as_list(value: object) -> list[str]:
+    if value is None:
+        return []
+    if isinstance(value, str):
+        items: Iterable[object] = [value]
+    elif isinstance(value, Iterable):
+        items = value
+    else:
+        items = [value]
+    out: list[str] = []
+    for item in items:
+        if isinstance(item, Threshold):
+            out.append(str(item))
+            continue
+        text = str(item)
+        # one flag or env var may hold several expressions separated by ';' or newlines
+        out.extend(p.strip() for p in text.replace("\n", ";").split(";") if p.strip())
+    return out
+
+
+def parse_options(**settings: object) -> RunOptions:
+    """Parse run settings (strings as flags give them, or Python values) into :class:`RunOptions`.
+
+    Names are those of :data:`OPTIONS`; ``None`` means "use the default". Unknown names and
+    bad values raise :class:`~loadkit.errors.ConfigError`; a malformed threshold raises
+    :class:`~loadkit.errors.ThresholdError`.
+    """
+    unknown = sorted(set(settings) - OPTION_NAMES)
+    if unknown:
+        raise ConfigError(unknown[0], settings[unknown[0]],
+                          "a run setting: " + ", ".join(o.name for o in OPTIONS))
+    raw: dict[str, Any] = {o.name: o.default for o in OPTIONS}
+    raw.update({k: v for k, v in settings.items() if v is not None})
+
+    spec = BatchSpec.parse(**{f.name: raw[f.name] for f in SPEC_FIELDS})
+
+    try:
+        retry = RetryPolicy.parse(**{field: raw[opt] for opt, field in _RETRY_OPTIONS.items()})
+    except ConfigError as exc:  # name the option as the user wrote it
+        raise ConfigError(_retry_option(exc.field), exc.value, exc.expected) from None
+    client = ClientOptions(
+        timeout=_float("timeout", raw["timeout"], 0.0, above=True),
+        retry=retry,
+        send_buffer_bytes=(None if raw["send_buffer_bytes"] in (None, "", "0", 0)
+                           else _int("send_buffer_bytes", raw["send_buffer_bytes"], 1)),
+        keep_chunk_timings=_bool("keep_chunk_timings", raw["keep_chunk_timings"]),
+        verify=_bool("verify", raw["verify"]),
+    )
+
+    results_dir = str(raw["results_dir"]).strip()
+    if not results_dir:
+        raise ConfigError("results_dir", raw["results_dir"], "a directory path")
+    run_id = raw["run_id"]
+    if run_id is not None:
+        run_id = str(run_id).strip()
+        if not run_id or "/" in run_id or "\\" in run_id or run_id in (".", ".."):
+            raise ConfigError("run_id", raw["run_id"], "a folder name (no slashes)")
+    run = RunSettings(
+        results_dir=Path(results_dir),
+        thresholds=parse_thresholds(_as_list(raw["threshold"])),
+        arrival_rate=_float("arrival_rate", raw["arrival_rate"], 0.0),
+        wait=_wait(raw["wait"]),
+        drop_after=_float("drop_after", raw["drop_after"], 0.0, above=True),
+        run_id=run_id or None,
+    )
+
+    server = {o.name.removeprefix("server_"): settings[o.name] for o in _SERVER_DEFS
+              if settings.get(o.name) is not None}
+    if server:  # validate now, at start-up, with the same parser the server uses
+        from loadkit.server.config import ServerConfig  # noqa: PLC0415
+
+        try:
+            ServerConfig.parse(**server)
+        except ConfigError as exc:
+            raise ConfigError("server_" + exc.field, exc.value, exc.expected) from None
+
+    text = {**spec.as_settings()}
+    text.update(timeout=client.timeout, send_buffer_bytes=client.send_buffer_bytes,
+                keep_chunk_timings=client.keep_chunk_timings, verify=client.verify)
+    text.update({opt: str(raw[opt]) for opt in _RETRY_OPTIONS})
+    text.update(
+        results_dir=str(run.results_dir), arrival_rate=run.arrival_rate,
+        wait=str(raw["wait"]), drop_after=run.drop_after, run_id=run.run_id,
+    )
+    text.update({"server_" + k: str(v) for k, v in server.items()})
+    return RunOptions(spec=spec, client=client, run=run, server=server, settings=text)
+
+
+def new_run_id() -> str:
+    """A sortable, unique run id: ``20250101T120000Z-1a2b3c``."""
+    import time  # noqa: PLC0415
+
+    return time.strftime("%Y%m%dT%H%M%SZ", time.gmtime()) + "-" + uuid.uuid4().hex[:6]

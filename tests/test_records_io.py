@@ -1,0 +1,119 @@
+"""Run directories: crash-safe JSONL appends, atomic run.json and Parquet, readers."""
+
+import os
+import stat
+import subprocess
+import sys
+
+import pytest
+
+from loadkit.errors import RecordsError
+from loadkit.records import (
+    ARROW_SCHEMA,
+    RECORDS_JSONL,
+    RecordWriter,
+    create_run_dir,
+    read_jsonl,
+    read_records,
+    read_run_meta,
+    write_parquet,
+    write_run_meta,
+)
+from tests.test_thresholds import row
+
+
+def test_writer_reader_round_trip_via_jsonl_and_parquet(tmp_path):
+    run_dir = create_run_dir(tmp_path, "run1")
+    with RecordWriter(run_dir / RECORDS_JSONL) as writer:
+        writer.write_many([row(seq=i) for i in range(5)])
+        writer.write(row(seq=5, error="boom", intended_at=99.5, total_from_intended_ms=1.5))
+    table = read_records(run_dir)  # from JSONL
+    assert table.schema.equals(ARROW_SCHEMA, check_metadata=False)
+    assert table.column("seq").to_pylist() == list(range(6))
+    write_parquet(run_dir)
+    assert read_records(run_dir).to_pylist() == table.to_pylist()  # from Parquet
+    assert not [p for p in os.listdir(run_dir) if p.endswith(".tmp")]
+
+
+def test_torn_last_line_is_skipped_but_a_bad_middle_line_is_an_error(tmp_path):
+    run_dir = create_run_dir(tmp_path, "torn")
+    with RecordWriter(run_dir / RECORDS_JSONL) as writer:
+        writer.write_many([row(seq=0), row(seq=1)])
+    path = run_dir / RECORDS_JSONL
+    with open(path, "ab") as fh:
+        fh.write(b'{"run_id": "r", "seq": 2, "tot')
+    assert [r["seq"] for r in read_jsonl(path)] == [0, 1]
+    assert read_records(run_dir).num_rows == 2
+    path.write_bytes(b'{"seq": 0}\nnot json\n{"seq": 1}\n')
+    with pytest.raises(RecordsError, match="line 2"):
+        read_jsonl(path)
+
+
+def test_writer_flushes_within_the_interval_without_close(tmp_path):
+    path = tmp_path / RECORDS_JSONL
+    writer = RecordWriter(path, flush_interval=0.0)
+    writer.write(row(seq=0))
+    assert len(read_jsonl(path)) == 1  # on disk before close
+    writer.close()
+
+
+def test_killed_writer_leaves_readable_records(tmp_path):
+    """A process SIGKILLed while appending leaves only complete lines (plus a torn one)."""
+    code = (
+        "import sys, time\n"
+        "from loadkit.records import RecordWriter\n"
+        "from tests.test_thresholds import row\n"
+        "w = RecordWriter(sys.argv[1], flush_interval=0.05)\n"
+        "i = 0\n"
+        "while True:\n"
+        "    w.write(row(seq=i)); i += 1\n"
+        "    if i == 50: print('go', flush=True)\n"
+        "    time.sleep(0.001)\n"
+    )
+    path = tmp_path / RECORDS_JSONL
+    proc = subprocess.Popen([sys.executable, "-c", code, str(path)], stdout=subprocess.PIPE,
+                            cwd=os.getcwd(), text=True)
+    assert proc.stdout.readline().strip() == "go"
+    proc.kill()
+    proc.wait()
+    proc.stdout.close()
+    rows = read_jsonl(path)
+    assert len(rows) >= 1
+    assert [r["seq"] for r in rows] == list(range(len(rows)))
+
+
+def test_run_meta_is_atomic_and_versioned(tmp_path):
+    run_dir = create_run_dir(tmp_path, "meta")
+    write_run_meta(run_dir, {"run_id": "meta", "options": {"items": "10"}})
+    meta = read_run_meta(run_dir)
+    assert meta["schema_version"] == 1
+    assert meta["options"] == {"items": "10"}
+    write_run_meta(run_dir, {**meta, "ended_at": 5.0})
+    assert read_run_meta(run_dir)["ended_at"] == 5.0
+    assert sorted(os.listdir(run_dir)) == ["run.json"]
+
+
+def test_unwritable_or_existing_results_dir_fails_clearly(tmp_path):
+    create_run_dir(tmp_path, "taken")
+    with pytest.raises(RecordsError, match="already exists"):
+        create_run_dir(tmp_path, "taken")
+    a_file = tmp_path / "a-file"
+    a_file.write_text("not a directory")
+    with pytest.raises(RecordsError, match="cannot write to results directory"):
+        create_run_dir(a_file, "r")
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    locked.chmod(stat.S_IRUSR | stat.S_IXUSR)
+    try:
+        if not os.access(locked, os.W_OK):  # root can write anywhere: checked above
+            with pytest.raises(RecordsError, match="cannot write to results directory"):
+                create_run_dir(locked, "r")
+    finally:
+        locked.chmod(stat.S_IRWXU)
+
+
+def test_readers_say_what_is_missing(tmp_path):
+    with pytest.raises(RecordsError, match="not found"):
+        read_run_meta(tmp_path)
+    with pytest.raises(RecordsError, match="holds no"):
+        read_records(tmp_path)
