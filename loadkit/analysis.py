@@ -1,0 +1,958 @@
+"""Turn a run directory into pandas DataFrames and answers (pandas only; no plotting here).
+
+::
+
+    import loadkit
+    run = loadkit.load_run("results/20250101-120000-ab12")
+    run.summary()                 # Series: batches, items, bytes, duration, rates, violations
+    run.latency()                 # DataFrame: p50 … p99.9, max of create/stream/total
+    run.throughput("1s")          # DataFrame: items/s, batches/s, MB/s, errors per bucket
+    run.batches                   # the typed records, one row per batch
+
+Every function here takes a :class:`Run` or a records DataFrame (``run.batches``) as its
+first argument; the :class:`Run` methods are the same functions.
+
+Definitions (one place, so notebooks, reports and thresholds agree):
+
+- ``batches`` are all records except ``dropped`` ones (open model: a scheduled start that
+  was never served); every figure below except ``dropped`` is over those;
+- ``sealed`` = outcome ``sealed`` or ``cached`` (an idempotent replay of a sealed batch);
+  ``seal_rate`` = sealed ÷ batches; ``failed`` = outcome ``failed`` or ``not_sealed``;
+  ``error_rate`` = failed ÷ batches — the same definitions as :mod:`loadkit.thresholds`;
+- ``items`` = items the server accepted (``items_accepted``, all streams); ``bytes`` = bytes
+  sent; ``duration_s`` = first actual start to last end; rates divide by it;
+- percentiles are exact: computed from every recorded value (no histogram, no sampling),
+  linearly interpolated between the closest ranks (numpy's default, as the thresholds);
+- time buckets use each batch's end (``ended_at``): a batch's items count when it finished.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import warnings
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.json as pa_json
+import pyarrow.parquet as pq
+
+from loadkit.errors import RecordsError
+from loadkit.records import ARROW_SCHEMA, FIELD_NAMES, OUTCOMES, SCHEMA_VERSION
+
+__all__ = [
+    "CHUNK_FILES",
+    "FAULT_KINDS",
+    "LATENCY_METRICS",
+    "PERCENTILES",
+    "Run",
+    "backpressure",
+    "breakdown",
+    "by_task",
+    "by_worker",
+    "chunk_timeline",
+    "compare",
+    "crosscheck",
+    "dedupe",
+    "latency",
+    "latency_over_time",
+    "load_run",
+    "rate_limiting",
+    "seal_causes",
+    "seal_outcomes",
+    "stall_by_size",
+    "stall_distribution",
+    "summary",
+    "throughput",
+]
+
+RUN_JSON = "run.json"
+RECORDS_JSONL = "records.jsonl"
+RECORDS_PARQUET = "records.parquet"
+CHUNK_FILES = ("chunks.parquet", "chunks.jsonl")
+"""Per-chunk write timings, when the client kept them (hook: no writer produces them yet)."""
+
+PERCENTILES: tuple[float, ...] = (50, 90, 95, 99, 99.9)
+LATENCY_METRICS: dict[str, str] = {
+    "create": "create_ms",
+    "stream": "stream_ms",
+    "total": "total_ms",
+    "total_from_intended": "total_from_intended_ms",
+}
+"""Row label → record column; ``total`` is from the actual start, ``total_from_intended``
+from the intended start (open model; the coordinated-omission-aware figure)."""
+
+FAULT_KINDS: tuple[str, ...] = (
+    "duplicate", "gap", "shuffle", "malformed", "schema", "out_of_range", "oversized",
+)
+ERROR_OUTCOMES = ("failed", "not_sealed")
+_CATEGORICAL = ("run_id", "worker_id", "error_kind", "ratelimit_reset_unit")
+TIME_COLUMNS = {"intended_time": "intended_at", "started_time": "started_at",
+                "ended_time": "ended_at"}
+"""Derived datetime columns (UTC) → the epoch-seconds field they come from."""
+
+
+# --- loading -----------------------------------------------------------------------------
+
+
+@dataclass(eq=False)
+class Run:
+    """One load run: ``batches`` (typed records, one row per batch), ``meta`` (run.json).
+
+    ``source`` says which file the records came from (``records.parquet`` once the run
+    ended, ``records.jsonl`` for a running or killed run). The methods are the module's
+    functions applied to this run.
+    """
+
+    path: Path
+    meta: dict[str, Any]
+    batches: pd.DataFrame
+    source: str
+    notes: list[str] = field(default_factory=list)
+    """What the loader had to work around (each was also issued as a warning)."""
+
+    @property
+    def run_id(self) -> str:
+        rid = self.meta.get("run_id")
+        if rid:
+            return str(rid)
+        if len(self.batches) and "run_id" in self.batches:
+            return str(self.batches["run_id"].iloc[0])
+        return self.path.name
+
+    @property
+    def options(self) -> dict[str, Any]:
+        """The run's options as recorded in run.json (secret key already redacted there)."""
+        opts = self.meta.get("options")
+        return dict(opts) if isinstance(opts, dict) else {}
+
+    def __repr__(self) -> str:
+        return f"<Run {self.run_id}: {len(self.batches)} batches from {self.source}>"
+
+    def _repr_html_(self) -> str:
+        table = summary(self).to_frame(name=self.run_id).to_html()
+        return f"<p><b>Run {self.run_id}</b> ({self.path})</p>{table}"
+
+    def reload(self) -> Run:
+        """Read the run directory again (a run still going on has more records now)."""
+        return load_run(self.path)
+
+    def summary(self) -> pd.Series:
+        return summary(self)
+
+    def latency(self, percentiles: Sequence[float] = PERCENTILES) -> pd.DataFrame:
+        return latency(self, percentiles)
+
+    def latency_over_time(self, resolution: str | float = "1s", metric: str = "total_ms",
+                          percentiles: Sequence[float] = (50, 95, 99)) -> pd.DataFrame:
+        return latency_over_time(self, resolution, metric, percentiles)
+
+    def throughput(self, resolution: str | float = "1s") -> pd.DataFrame:
+        return throughput(self, resolution)
+
+    def backpressure(self) -> pd.Series:
+        return backpressure(self)
+
+    def stall_distribution(self, bins: int = 10) -> pd.DataFrame:
+        return stall_distribution(self, bins)
+
+    def stall_by_size(self, by: str = "run_count", bins: int = 5) -> pd.DataFrame:
+        return stall_by_size(self, by, bins)
+
+    def chunk_timeline(self) -> pd.DataFrame:
+        return chunk_timeline(self)
+
+    def dedupe(self) -> pd.DataFrame:
+        return dedupe(self)
+
+    def seal_outcomes(self) -> pd.DataFrame:
+        return seal_outcomes(self)
+
+    def seal_causes(self) -> pd.DataFrame:
+        return seal_causes(self)
+
+    def rate_limiting(self) -> pd.Series:
+        return rate_limiting(self)
+
+    def breakdown(self, by: str | list[str]) -> pd.DataFrame:
+        return breakdown(self, by)
+
+    def by_worker(self) -> pd.DataFrame:
+        return by_worker(self)
+
+    def by_task(self) -> pd.DataFrame:
+        return by_task(self)
+
+    def crosscheck(self) -> pd.DataFrame | None:
+        return crosscheck(self)
+
+    def compare(self, other: Run | pd.DataFrame) -> pd.DataFrame:
+        return compare(self, other)
+
+
+def load_run(path: str | Path) -> Run:
+    """Load one run directory: records from Parquet, else from the crash-safe JSONL.
+
+    Raises :class:`RecordsError` when ``path`` is not a run directory or its records cannot
+    be read; warns (and loads what it can) for a torn last line, a missing or unreadable
+    ``run.json``, a run with no batches, or records from another schema version.
+    """
+    run_dir = Path(path).expanduser()
+    if not run_dir.exists():
+        raise RecordsError(f"{run_dir}: no such directory; pass the folder of one run, "
+                           "e.g. results/<run_id>")
+    if run_dir.is_file():
+        if run_dir.name in (RUN_JSON, RECORDS_JSONL, RECORDS_PARQUET):
+            run_dir = run_dir.parent
+        else:
+            raise RecordsError(f"{run_dir} is a file, not a run directory; pass the folder "
+                               f"holding {RUN_JSON} and {RECORDS_PARQUET} or {RECORDS_JSONL}")
+    parquet, jsonl, meta_file = (run_dir / RECORDS_PARQUET, run_dir / RECORDS_JSONL,
+                                 run_dir / RUN_JSON)
+    if not (parquet.exists() or jsonl.exists() or meta_file.exists()):
+        runs = sorted(p.name for p in run_dir.iterdir()
+                      if p.is_dir() and ((p / RUN_JSON).exists() or (p / RECORDS_JSONL).exists()))
+        hint = (f"; it holds {len(runs)} run(s), e.g. {run_dir / runs[-1]}" if runs else
+                "; pass the folder of one run, e.g. results/<run_id>")
+        raise RecordsError(f"{run_dir} is not a loadkit run directory (no {RUN_JSON}, "
+                           f"{RECORDS_PARQUET} or {RECORDS_JSONL}){hint}")
+    notes: list[str] = []
+    meta = _read_meta(meta_file, notes)
+
+    table: pa.Table | None = None
+    source = ""
+    if parquet.exists():
+        try:
+            table = pq.read_table(parquet)
+            source = RECORDS_PARQUET
+        except (pa.ArrowException, OSError) as exc:
+            if not jsonl.exists():
+                raise RecordsError(f"{parquet}: cannot be read as Parquet ({exc}); the file "
+                                   "is damaged and there is no records.jsonl to fall back "
+                                   "to") from exc
+            _note(notes, f"{parquet} cannot be read ({exc}); loaded {RECORDS_JSONL} instead")
+    if table is None and jsonl.exists():
+        table = _read_jsonl(jsonl, notes)
+        source = RECORDS_JSONL
+    if table is None:
+        _note(notes, f"{run_dir} has {RUN_JSON} but no records yet "
+                     f"({RECORDS_JSONL}/{RECORDS_PARQUET}): the run recorded no batches")
+        table = ARROW_SCHEMA.empty_table()
+        source = "none"
+
+    version = _schema_version(meta, table)
+    if version is not None and version != SCHEMA_VERSION:
+        relation = "older" if version < SCHEMA_VERSION else "newer"
+        _note(notes, f"{run_dir}: records use schema version {version}, {relation} than "
+                     f"this loadkit's {SCHEMA_VERSION}; loaded best-effort")
+    batches = _to_frame(table, notes, str(run_dir))
+    if len(batches) == 0 and source != "none":
+        _note(notes, f"{run_dir}: the run has no batch records (it ended before any batch "
+                     "finished)")
+    return Run(path=run_dir, meta=meta, batches=batches, source=source, notes=notes)
+
+
+def _note(notes: list[str], text: str) -> None:
+    notes.append(text)
+    warnings.warn(text, stacklevel=3)
+
+
+def _read_meta(meta_file: Path, notes: list[str]) -> dict[str, Any]:
+    if not meta_file.exists():
+        _note(notes, f"{meta_file} is missing: loading the records without run metadata")
+        return {}
+    try:
+        meta = json.loads(meta_file.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        _note(notes, f"{meta_file} cannot be read ({exc}): loading the records without "
+                     "run metadata")
+        return {}
+    if not isinstance(meta, dict):
+        _note(notes, f"{meta_file} is not a JSON object: loading without run metadata")
+        return {}
+    return meta
+
+
+def _schema_version(meta: dict[str, Any], table: pa.Table) -> int | None:
+    raw = (table.schema.metadata or {}).get(b"loadkit_schema_version")
+    value: Any = raw.decode() if raw is not None else meta.get("schema_version")
+    try:
+        return int(value) if value is not None else None
+    except (TypeError, ValueError):
+        return -1
+
+
+def _read_jsonl(path: Path, notes: list[str]) -> pa.Table:
+    data = path.read_bytes()
+    end = len(data)
+    cut = data.rfind(b"\n") + 1
+    tail = data[cut:].strip()
+    if tail:
+        try:
+            ok = isinstance(json.loads(tail), dict)
+        except ValueError:
+            ok = False
+        if ok:
+            data += b"\n"  # a complete last record whose newline was not written yet
+        else:
+            _note(notes, f"{path}: skipped a torn last line ({end - cut} bytes; the run was "
+                         "stopped mid-write)")
+            data = data[:cut]
+    if not data.strip():
+        return ARROW_SCHEMA.empty_table()
+    extra = {name: ARROW_SCHEMA.field(name).type for name in FIELD_NAMES}
+    first = json.loads(data[: data.find(b"\n")] or b"{}")
+    present = [name for name in FIELD_NAMES if name in first]
+    schema = pa.schema([pa.field(n, extra[n]) for n in present])
+    try:
+        return pa_json.read_json(
+            pa.BufferReader(data),
+            parse_options=pa_json.ParseOptions(explicit_schema=schema,
+                                               unexpected_field_behavior="infer"),
+            read_options=pa_json.ReadOptions(block_size=1 << 24),
+        )
+    except pa.ArrowInvalid as exc:
+        raise RecordsError(f"{path}: {_bad_line(data)} ({exc}); the file is damaged beyond "
+                           "its last line") from exc
+
+
+def _bad_line(data: bytes) -> str:
+    for number, line in enumerate(data.splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            if not isinstance(json.loads(line), dict):
+                return f"line {number} is not a JSON object"
+        except ValueError:
+            return f"line {number} is not valid JSON"
+    return "a record does not match the schema"
+
+
+def _to_frame(table: pa.Table, notes: list[str], where: str) -> pd.DataFrame:
+    """Conform ``table`` to the record schema and convert it to a typed DataFrame."""
+    names = set(table.column_names)
+    missing = [n for n in FIELD_NAMES if n not in names]
+    if missing and table.num_columns:
+        _note(notes, f"{where}: records lack {len(missing)} field(s) of schema version "
+                     f"{SCHEMA_VERSION} ({', '.join(missing[:6])}"
+                     f"{' …' if len(missing) > 6 else ''}); they are left empty")
+    n = table.num_rows
+    cols: dict[str, Any] = {}
+    for name in FIELD_NAMES:
+        target = ARROW_SCHEMA.field(name)
+        col = table.column(name) if name in names else pa.nulls(n, target.type)
+        if not col.type.equals(target.type):
+            try:
+                col = col.cast(target.type)
+            except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as exc:
+                raise RecordsError(f"{where}: field {name!r} holds {col.type} values that "
+                                   f"are not {target.type} ({exc})") from exc
+        cols[name] = _column(name, col, target)
+    extra = [c for c in table.column_names if c not in FIELD_NAMES]
+    for name in extra:  # newer schema: keep what we do not know, as pandas sees it
+        cols[name] = table.column(name).to_pandas()
+    frame = pd.DataFrame(cols, copy=False)
+    for derived, source in TIME_COLUMNS.items():
+        frame[derived] = pd.to_datetime(frame[source], unit="s", utc=True).astype(
+            "datetime64[ns, UTC]")
+    return frame
+
+
+def _column(name: str, col: pa.ChunkedArray, target: pa.Field) -> Any:
+    has_nulls = col.null_count > 0
+    if name == "outcome":
+        values = col.to_pandas()
+        cat = pd.Categorical(values, categories=list(OUTCOMES))
+        unknown = int(cat.isna().sum() - values.isna().sum())
+        if unknown:
+            cat = pd.Categorical(values)
+        return cat
+    if name in _CATEGORICAL:
+        return col.dictionary_encode().to_pandas()
+    kind = target.type
+    if pa.types.is_integer(kind):
+        if target.nullable or has_nulls:
+            return col.to_pandas(types_mapper={pa.int64(): pd.Int64Dtype()}.get)
+        return col.to_numpy()
+    if pa.types.is_boolean(kind):
+        if target.nullable or has_nulls:
+            return col.to_pandas(types_mapper={pa.bool_(): pd.BooleanDtype()}.get)
+        return col.to_numpy()
+    if pa.types.is_floating(kind):
+        return col.to_numpy() if not has_nulls else col.to_pandas().to_numpy()
+    return col.to_pandas()
+
+
+# --- helpers -----------------------------------------------------------------------------
+
+
+def _frame(run: Run | pd.DataFrame) -> pd.DataFrame:
+    if isinstance(run, Run):
+        return run.batches
+    if isinstance(run, pd.DataFrame):
+        return run
+    raise TypeError(f"expected a loadkit Run or a records DataFrame, got {type(run).__name__}")
+
+
+def _label(run: Run | pd.DataFrame, default: str) -> str:
+    if isinstance(run, Run):
+        return run.run_id
+    if len(run) and "run_id" in run:
+        return str(run["run_id"].iloc[0])
+    return default
+
+
+def _sent(df: pd.DataFrame) -> pd.DataFrame:
+    return df[df["outcome"] != "dropped"] if len(df) else df
+
+
+def _seconds(resolution: str | float | pd.Timedelta) -> float:
+    try:
+        if isinstance(resolution, (int, float)) and not isinstance(resolution, bool):
+            seconds = float(resolution)
+        else:
+            seconds = pd.Timedelta(resolution).total_seconds()
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"resolution: {resolution!r} is not a duration; give seconds (0.5) "
+                         "or a pandas duration ('1s', '500ms', '1min')") from exc
+    if not seconds > 0:
+        raise ValueError(f"resolution: {resolution!r} must be a positive duration")
+    return seconds
+
+
+def _pct_label(p: float) -> str:
+    return f"p{p:g}"
+
+
+def percentile(values: Iterable[float] | pd.Series | np.ndarray, p: float) -> float:
+    """Percentile ``p`` (0–100) of ``values`` ignoring NaN, linearly interpolated between the
+    closest ranks (numpy's default, as :mod:`loadkit.thresholds`); NaN when empty."""
+    v = np.asarray(values, dtype=float)
+    v = v[~np.isnan(v)]
+    return float(np.percentile(v, p)) if v.size else math.nan
+
+
+def _percentiles(v: np.ndarray, ps: Sequence[float]) -> dict[str, float]:
+    v = v[~np.isnan(v)]
+    if not v.size:
+        return {_pct_label(p): math.nan for p in ps} | {"max": math.nan}
+    got = np.percentile(v, [*ps, 100.0])
+    return {_pct_label(p): float(x) for p, x in zip(ps, got[:-1], strict=True)} | {
+        "max": float(got[-1])}
+
+
+def _group_percentiles(keys: np.ndarray, values: np.ndarray,
+                       ps: Sequence[float]) -> pd.DataFrame:
+    """Percentiles of ``values`` per distinct key (NaN values left out), interpolated as
+    :func:`percentile`; vectorised: one sort for all groups."""
+    ok = ~np.isnan(values)
+    keys, values = keys[ok], values[ok]
+    order = np.lexsort((values, keys))
+    keys, values = keys[order], values[order]
+    uniq, starts, counts = np.unique(keys, return_index=True, return_counts=True)
+    out = {}
+    for p in ps:
+        pos = (counts - 1) * (p / 100.0)
+        lo = np.floor(pos).astype(np.int64)
+        hi = np.minimum(lo + 1, counts - 1)
+        a, b = values[starts + lo], values[starts + hi]
+        out[_pct_label(p)] = a + (b - a) * (pos - lo)
+    out["max"] = values[starts + counts - 1]
+    return pd.DataFrame(out, index=uniq)
+
+
+def _float(series: pd.Series) -> np.ndarray:
+    return series.to_numpy(dtype=float, na_value=np.nan)
+
+
+def _ratio(a: float, b: float) -> float:
+    return a / b if b else math.nan
+
+
+# --- answers -----------------------------------------------------------------------------
+
+
+def summary(run: Run | pd.DataFrame) -> pd.Series:
+    """The run in one Series: counts, sizes, duration, rates, errors, seals, violations.
+
+    Names and definitions match :mod:`loadkit.thresholds` run metrics (``batches``,
+    ``seal_rate``, ``error_rate``, ``items_per_s`` …), so a threshold and the report agree.
+    """
+    df = _frame(run)
+    sent = _sent(df)
+    outcome = sent["outcome"]
+    batches = len(sent)
+    dropped = len(df) - batches
+    cached = int((outcome == "cached").sum())
+    sealed = int(outcome.isin(("sealed", "cached")).sum())
+    failed = int(outcome.isin(ERROR_OUTCOMES).sum())
+    items = int(sent["items_accepted"].sum())
+    nbytes = int(sent["bytes_sent"].sum())
+    duration = float(sent["ended_at"].max() - sent["started_at"].min()) if batches else 0.0
+    attempts = sent["attempts"].to_numpy(dtype=np.int64)
+    out = {
+        "batches": batches,
+        "dropped": dropped,
+        "drop_rate": _ratio(dropped, len(df)),
+        "cached": cached,
+        "sealed": sealed,
+        "seal_rate": _ratio(sealed, batches),
+        "failed": failed,
+        "error_rate": _ratio(failed, batches),
+        "violations": int(sent["violations"].sum()),
+        "batches_with_violations": int((sent["violations"] > 0).sum()),
+        "verify_failures": int((sent["verified"] == False).sum()),  # noqa: E712 - nullable
+        "rate_limited": int(sent["rate_limited"].sum()),
+        "retries": int(np.clip(attempts - 1, 0, None).sum()),
+        "items": items,
+        "items_requested": int(sent["run_count"].sum()),
+        "items_deduplicated": int(sent["items_deduplicated"].sum()),
+        "lines": int(sent["lines_sent"].sum()),
+        "bytes": nbytes,
+        "duration_s": duration,
+        "batches_per_s": _ratio(batches, duration),
+        "items_per_s": _ratio(items, duration),
+        "bytes_per_s": _ratio(nbytes, duration),
+        "mb_per_s": _ratio(nbytes / 1e6, duration),
+    }
+    return pd.Series(out, name=_label(run, "run"), dtype=object)
+
+
+def latency(run: Run | pd.DataFrame,
+            percentiles: Sequence[float] = PERCENTILES) -> pd.DataFrame:
+    """Exact latency percentiles (ms) of create, stream and total, with count and mean.
+
+    ``total`` counts from the actual start, ``total_from_intended`` from the intended start
+    (open model only: in the closed model that row has count 0 and NaN figures).
+    """
+    df = _sent(_frame(run))
+    rows = {}
+    for label, column in LATENCY_METRICS.items():
+        v = _float(df[column])
+        valid = v[~np.isnan(v)]
+        rows[label] = {"count": int(valid.size),
+                       "mean": float(valid.mean()) if valid.size else math.nan,
+                       **_percentiles(v, percentiles)}
+    out = pd.DataFrame.from_dict(rows, orient="index")
+    out.index.name = "latency_ms"
+    out["count"] = out["count"].astype("int64")
+    return out
+
+
+def _buckets(df: pd.DataFrame, seconds: float) -> tuple[np.ndarray, float, int]:
+    start = float(df["started_at"].min())
+    ends = df["ended_at"].to_numpy(dtype=float)
+    idx = np.floor((ends - start) / seconds).astype(np.int64)
+    idx = np.clip(idx, 0, None)
+    return idx, start, int(idx.max()) + 1 if idx.size else 0
+
+
+def _bucket_index(start: float, seconds: float, n: int) -> tuple[pd.Index, pd.DatetimeIndex]:
+    elapsed = pd.Index(np.arange(n) * seconds, name="elapsed_s")
+    times = pd.to_datetime(start + elapsed.to_numpy(), unit="s", utc=True)
+    return elapsed, times
+
+
+def throughput(run: Run | pd.DataFrame, resolution: str | float = "1s") -> pd.DataFrame:
+    """Per time bucket (by batch end, from the first start): counts and per-second rates.
+
+    Index ``elapsed_s`` (bucket start, seconds since the run's first batch start); columns
+    ``time`` (UTC), ``batches``, ``items``, ``bytes``, ``errors``, ``dropped`` and the rates
+    ``batches_per_s``, ``items_per_s``, ``mb_per_s``, ``errors_per_s``. Empty buckets are 0.
+    """
+    seconds = _seconds(resolution)
+    df = _frame(run)
+    cols = ["time", "batches", "items", "bytes", "errors", "dropped",
+            "batches_per_s", "items_per_s", "mb_per_s", "errors_per_s"]
+    if not len(df):
+        return pd.DataFrame(columns=cols, index=pd.Index([], name="elapsed_s", dtype=float))
+    idx, start, n = _buckets(df, seconds)
+    dropped = (df["outcome"] == "dropped").to_numpy()
+    sent = ~dropped
+    errors = df["outcome"].isin(ERROR_OUTCOMES).to_numpy()
+    items = np.where(sent, df["items_accepted"].to_numpy(dtype=np.int64), 0)
+    nbytes = np.where(sent, df["bytes_sent"].to_numpy(dtype=np.int64), 0)
+    elapsed, times = _bucket_index(start, seconds, n)
+    out = pd.DataFrame({
+        "time": times,
+        "batches": np.bincount(idx, weights=sent, minlength=n).astype(np.int64),
+        "items": np.bincount(idx, weights=items, minlength=n).astype(np.int64),
+        "bytes": np.bincount(idx, weights=nbytes, minlength=n).astype(np.int64),
+        "errors": np.bincount(idx, weights=errors, minlength=n).astype(np.int64),
+        "dropped": np.bincount(idx, weights=dropped, minlength=n).astype(np.int64),
+    }, index=elapsed)
+    out["batches_per_s"] = out["batches"] / seconds
+    out["items_per_s"] = out["items"] / seconds
+    out["mb_per_s"] = out["bytes"] / 1e6 / seconds
+    out["errors_per_s"] = out["errors"] / seconds
+    return out
+
+
+def latency_over_time(run: Run | pd.DataFrame, resolution: str | float = "1s",
+                      metric: str = "total_ms",
+                      percentiles: Sequence[float] = (50, 95, 99)) -> pd.DataFrame:
+    """Percentiles of ``metric`` per time bucket (by batch end).
+
+    ``metric`` is a latency column (``create_ms``, ``stream_ms``, ``total_ms``,
+    ``total_from_intended_ms``) or a row label of :func:`latency` (``total`` …). Buckets
+    without batches are NaN. Columns: ``time``, ``count``, ``p50`` …, ``max``.
+    """
+    seconds = _seconds(resolution)
+    column = LATENCY_METRICS.get(metric, metric)
+    if column not in LATENCY_METRICS.values():
+        raise ValueError(f"metric: {metric!r} is not a latency; use one of "
+                         + ", ".join(LATENCY_METRICS.values()))
+    df = _sent(_frame(run))
+    if not len(df):
+        labels = ["time", "count", *map(_pct_label, percentiles), "max"]
+        return pd.DataFrame(columns=labels, index=pd.Index([], name="elapsed_s", dtype=float))
+    idx, start, n = _buckets(df, seconds)
+    values = _float(df[column])
+    per = _group_percentiles(idx, values, percentiles).reindex(range(n))
+    counts = np.bincount(idx[~np.isnan(values)], minlength=n)
+    elapsed, times = _bucket_index(start, seconds, n)
+    per.index = elapsed
+    per.insert(0, "count", counts)
+    per.insert(0, "time", times)
+    return per
+
+
+def backpressure(run: Run | pd.DataFrame) -> pd.Series:
+    """How much of the stream time the body writer was blocked (streamed batches only).
+
+    ``stalled_share`` is total stall time ÷ total stream time; the percentiles are of the
+    per-batch ``stall_fraction``.
+    """
+    df = _frame(run)
+    df = df[df["stream_ms"].notna() & (df["stream_ms"] > 0)] if len(df) else df
+    frac = _float(df["stall_fraction"])
+    pct = _percentiles(frac, (50, 90, 99))
+    stall = float(df["stall_ms"].sum())
+    stream = float(df["stream_ms"].sum())
+    out = {
+        "batches": len(df),
+        "stall_ms": stall,
+        "stream_ms": stream,
+        "stalled_share": _ratio(stall, stream),
+        "stall_fraction_mean": float(np.nanmean(frac)) if frac.size else math.nan,
+        **{f"stall_fraction_{k}": v for k, v in pct.items()},
+        "max_stall_ms": float(df["max_stall_ms"].max()) if len(df) else math.nan,
+        "batches_stalled_over_half": int((frac > 0.5).sum()),
+    }
+    return pd.Series(out, name=_label(run, "run"), dtype=object)
+
+
+def stall_distribution(run: Run | pd.DataFrame, bins: int = 10) -> pd.DataFrame:
+    """Histogram of ``stall_fraction`` over ``bins`` equal bins of [0, 1]: batches and share.
+
+    The last bin is closed (holds 1.0); values outside [0, 1] are clipped into the ends.
+    """
+    df = _frame(run)
+    frac = _float(df["stall_fraction"][df["stream_ms"].fillna(0) > 0]) if len(df) else \
+        np.array([])
+    frac = np.clip(frac[~np.isnan(frac)], 0.0, 1.0)
+    counts, edges = np.histogram(frac, bins=bins, range=(0.0, 1.0))
+    index = pd.IntervalIndex.from_breaks(np.round(edges, 9), closed="left",
+                                         name="stall_fraction")
+    out = pd.DataFrame({"batches": counts}, index=index)
+    out["share"] = out["batches"] / counts.sum() if counts.sum() else math.nan
+    return out
+
+
+def stall_by_size(run: Run | pd.DataFrame, by: str = "run_count",
+                  bins: int = 5) -> pd.DataFrame:
+    """Stall fraction against batch size: quantile bins of ``by`` (``run_count``,
+    ``payload_bytes`` or ``bytes_sent``) with batches, mean size, mean and p90 stall
+    fraction and mean send rate (items/s)."""
+    if by not in ("run_count", "payload_bytes", "bytes_sent", "lines_sent"):
+        raise ValueError(f"by: {by!r}; use run_count, payload_bytes, bytes_sent or lines_sent")
+    df = _frame(run)
+    df = df[df["stream_ms"].notna() & (df["stream_ms"] > 0)] if len(df) else df
+    cols = ["batches", f"mean_{by}", "stall_fraction_mean", "stall_fraction_p90",
+            "send_items_per_s_mean"]
+    if not len(df):
+        return pd.DataFrame(columns=cols)
+    size = df[by].astype(float)
+    groups = pd.qcut(size, q=bins, duplicates="drop") if size.nunique() > 1 else \
+        pd.Series(pd.Categorical([f"{size.iloc[0]:g}"] * len(df)), index=df.index)
+    codes = np.asarray(pd.Categorical(groups).codes)
+    grouped = pd.DataFrame({"g": groups, "size": size, "frac": df["stall_fraction"],
+                            "rate": df["send_items_per_s"].astype(float)}).groupby(
+        "g", observed=True)
+    out = pd.DataFrame({
+        "batches": grouped.size(),
+        f"mean_{by}": grouped["size"].mean(),
+        "stall_fraction_mean": grouped["frac"].mean(),
+    })
+    p90 = _group_percentiles(codes, _float(df["stall_fraction"]), (90,))["p90"]
+    out["stall_fraction_p90"] = p90.to_numpy()
+    out["send_items_per_s_mean"] = grouped["rate"].mean()
+    out.index.name = by
+    return out[cols]
+
+
+def chunk_timeline(run: Run) -> pd.DataFrame:
+    """Per-chunk write timings of the run, when the client kept them (``chunks.parquet`` or
+    ``chunks.jsonl`` in the run directory); :class:`RecordsError` when it did not."""
+    if not isinstance(run, Run):
+        raise TypeError("chunk_timeline needs a Run (the timings live in the run directory)")
+    for name in CHUNK_FILES:
+        path = run.path / name
+        if path.exists():
+            if name.endswith(".parquet"):
+                return pq.read_table(path).to_pandas()
+            return pd.read_json(path, lines=True)
+    raise RecordsError(f"{run.path}: this run kept no per-chunk timings (no "
+                       f"{' or '.join(CHUNK_FILES)}); only per-batch stall figures are "
+                       "recorded — see backpressure() and stall_by_size()")
+
+
+def dedupe(run: Run | pd.DataFrame) -> pd.DataFrame:
+    """Expected vs reported items per injected fault kind, on batches sent exactly once.
+
+    Rows: ``none`` (no fault), each fault kind (batches with that fault; a batch with two
+    kinds is in both rows) and ``all``. Only first-try batches (one stream attempt, not
+    cached or dropped) compare exactly — the generator's expectation is for the first
+    stream, and retries add their own answers — so sums and ``mismatched`` cover those;
+    ``retried`` counts the batches left out.
+    """
+    df = _frame(run)
+    sent = df[~df["outcome"].isin(("dropped", "cached"))] if len(df) else df
+    first = (sent["attempts"] == 1).to_numpy()
+    faults = {k: sent[f"fault_{k}"].to_numpy(dtype=np.int64) for k in FAULT_KINDS}
+    any_fault = np.zeros(len(sent), dtype=bool)
+    for v in faults.values():
+        any_fault |= v > 0
+    masks = {"none": ~any_fault, **{k: v > 0 for k, v in faults.items()},
+             "all": np.ones(len(sent), dtype=bool)}
+    exp_d = sent["expected_deduplicated"].to_numpy(dtype=np.int64)
+    got_d = sent["items_deduplicated"].to_numpy(dtype=np.int64)
+    exp_a = sent["expected_accepted"].to_numpy(dtype=np.int64)
+    got_a = sent["items_accepted"].to_numpy(dtype=np.int64)
+    rows = {}
+    for label, mask in masks.items():
+        m = mask & first
+        rows[label] = {
+            "batches": int(mask.sum()),
+            "injected": int(faults[label][mask].sum()) if label in faults else 0,
+            "first_try": int(m.sum()),
+            "retried": int((mask & ~first).sum()),
+            "expected_deduplicated": int(exp_d[m].sum()),
+            "reported_deduplicated": int(got_d[m].sum()),
+            "deduplicated_diff": int(got_d[m].sum() - exp_d[m].sum()),
+            "expected_accepted": int(exp_a[m].sum()),
+            "reported_accepted": int(got_a[m].sum()),
+            "accepted_diff": int(got_a[m].sum() - exp_a[m].sum()),
+            "mismatched": int((m & ((exp_d != got_d) | (exp_a != got_a))).sum()),
+        }
+    out = pd.DataFrame.from_dict(rows, orient="index")
+    out.index.name = "fault"
+    return out
+
+
+SEAL_CLASSES = ("first_try", "after_retry", "never", "cached", "dropped")
+
+
+def _seal_class(df: pd.DataFrame) -> pd.Series:
+    sealed = df["sealed"].to_numpy(dtype=bool)
+    attempt = df["sealed_attempt"].fillna(1).to_numpy(dtype=np.int64) if len(df) else \
+        np.array([], dtype=np.int64)
+    outcome = df["outcome"].astype(str).to_numpy()
+    cls = np.select(
+        [outcome == "dropped", outcome == "cached", sealed & (attempt <= 1), sealed],
+        ["dropped", "cached", "first_try", "after_retry"], default="never")
+    return pd.Series(pd.Categorical(cls, categories=SEAL_CLASSES), index=df.index)
+
+
+def seal_outcomes(run: Run | pd.DataFrame) -> pd.DataFrame:
+    """Batches sealed on the first try, after a retry, never; plus cached and dropped."""
+    df = _frame(run)
+    counts = _seal_class(df).value_counts().reindex(SEAL_CLASSES, fill_value=0)
+    out = pd.DataFrame({"batches": counts.astype("int64")})
+    total = int(counts.sum())
+    out["share"] = out["batches"] / total if total else math.nan
+    out.index.name = "seal"
+    return out
+
+
+def seal_causes(run: Run | pd.DataFrame) -> pd.DataFrame:
+    """Why seals were late or never came: batches per (seal class, cause).
+
+    For ``after_retry`` the causes are the reasons earlier attempts ended
+    (``retry_reasons``; a batch counts once per distinct reason); for ``never`` the
+    ``error_kind`` (or the outcome when there is none).
+    """
+    df = _frame(run)
+    cls = _seal_class(df)
+    rows: list[tuple[str, str]] = []
+    late = df[cls == "after_retry"]
+    for reasons in late["retry_reasons"].fillna(""):
+        causes = {r.strip() for r in str(reasons).split(",") if r.strip()} or {"unknown"}
+        rows.extend(("after_retry", c) for c in sorted(causes))
+    never = df[cls == "never"]
+    kinds = never["error_kind"].astype(object).where(never["error_kind"].notna(),
+                                                     never["outcome"].astype(object))
+    rows.extend(("never", str(k)) for k in kinds)
+    if not rows:
+        return pd.DataFrame({"batches": pd.Series([], dtype="int64")},
+                            index=pd.MultiIndex.from_tuples([], names=["seal", "cause"]))
+    out = pd.DataFrame(rows, columns=["seal", "cause"]).value_counts().sort_index()
+    return out.rename("batches").to_frame()
+
+
+def rate_limiting(run: Run | pd.DataFrame) -> pd.Series:
+    """429 answers, time spent waiting for the limit, and how ``x-ratelimit-reset`` came."""
+    df = _frame(run)
+    wait = _float(df["rate_limit_wait_ms"])
+    limited = df["rate_limited"].to_numpy(dtype=np.int64) > 0
+    waits = wait[wait > 0]
+    units = df["ratelimit_reset_unit"].astype(object).value_counts()
+    out: dict[str, Any] = {
+        "responses_429": int(df["rate_limited"].sum()),
+        "batches_limited": int(limited.sum()),
+        "batches_failed_rate_limited": int((df["error_kind"] == "rate_limited").sum()),
+        "wait_s_total": float(np.nansum(wait)) / 1000.0,
+        **{f"wait_ms_{k}": v for k, v in _percentiles(waits, (50, 95)).items()},
+        "reset_unit_s": int(units.get("s", 0)),
+        "reset_unit_ms": int(units.get("ms", 0)),
+    }
+    return pd.Series(out, name=_label(run, "run"), dtype=object)
+
+
+def breakdown(run: Run | pd.DataFrame, by: str | list[str]) -> pd.DataFrame:
+    """Per group of ``by`` (a record column or columns): batches, items, bytes, failed,
+    sealed, violations, rates and total-latency p50/p95/p99/max (as :func:`summary`).
+
+    ``items_per_s`` divides a group's items by the group's own span (its first start to
+    its last end).
+    """
+    df = _sent(_frame(run))
+    keys = [by] if isinstance(by, str) else list(by)
+    unknown = [k for k in keys if k not in df.columns]
+    if unknown:
+        raise ValueError(f"by: {unknown} not record columns")
+    work = df[keys].copy()
+    work["items"] = df["items_accepted"]
+    work["bytes"] = df["bytes_sent"]
+    work["failed"] = df["outcome"].isin(ERROR_OUTCOMES)
+    work["sealed"] = df["outcome"].isin(("sealed", "cached"))
+    work["violations"] = df["violations"]
+    work["started_at"] = df["started_at"]
+    work["ended_at"] = df["ended_at"]
+    g = work.groupby(keys, observed=True, sort=True)
+    out = g.agg(batches=("items", "size"), items=("items", "sum"), bytes=("bytes", "sum"),
+                failed=("failed", "sum"), sealed=("sealed", "sum"),
+                violations=("violations", "sum"),
+                first=("started_at", "min"), last=("ended_at", "max"))
+    span = out.pop("last") - out.pop("first")
+    out["items_per_s"] = out["items"] / span.where(span > 0)
+    out["error_rate"] = out["failed"] / out["batches"]
+    out["seal_rate"] = out["sealed"] / out["batches"]
+    codes = g.ngroup().to_numpy()
+    pct = _group_percentiles(codes, _float(df["total_ms"]), (50, 95, 99))
+    pct.columns = [f"total_ms_{c}" for c in pct.columns]
+    pct = pct.reindex(range(len(out)))
+    for c in pct.columns:
+        out[c] = pct[c].to_numpy()
+    return out
+
+
+def by_worker(run: Run | pd.DataFrame) -> pd.DataFrame:
+    """:func:`breakdown` per ``worker_id``."""
+    return breakdown(run, "worker_id")
+
+
+def by_task(run: Run | pd.DataFrame) -> pd.DataFrame:
+    """:func:`breakdown` per ``task_count`` (distinct task identifiers in a batch).
+
+    The record keeps how many task identifiers a batch used, not which ones, so this is
+    the per-task breakdown the schema allows.
+    """
+    return breakdown(run, "task_count")
+
+
+def _server_stats(meta: dict[str, Any]) -> dict[str, Any] | None:
+    for candidate in (meta.get("server_stats"), (meta.get("server") or {}).get("stats")
+                      if isinstance(meta.get("server"), dict) else None):
+        if isinstance(candidate, dict) and candidate:
+            return candidate
+    return None
+
+
+CROSSCHECK = (
+    # (row, client figure, server counter)
+    ("create_requests", "create_attempts", "create_requests"),
+    ("batches_created", "_created", "batches_created"),
+    ("batches_cached", "_cached", "batches_cached"),
+    ("batches_sealed", "_sealed", "batches_sealed"),
+    ("stream_requests", "attempts", "stream_requests"),
+    ("lines", "lines_sent", "lines_read"),
+    ("bytes", "bytes_sent", "bytes_read"),
+    ("items_accepted", "items_accepted", "items_enqueued"),
+    ("items_deduplicated", "items_deduplicated", "items_deduplicated"),
+    ("rate_limited", "rate_limited", "rate_limited"),
+)
+
+
+def crosscheck(run: Run) -> pd.DataFrame | None:
+    """The run's figures against the embedded server's truth counters, when run.json holds
+    a final stats snapshot (``server_stats`` or ``server.stats``); None otherwise.
+
+    Columns ``client``, ``server``, ``difference`` (client − server) and ``relative``
+    (difference ÷ server). Lines and bytes may legitimately differ when a stream ends at an
+    error line (the server stops reading there).
+    """
+    if not isinstance(run, Run):
+        raise TypeError("crosscheck needs a Run (the server counters live in run.json)")
+    stats = _server_stats(run.meta)
+    if stats is None:
+        return None
+    df = _sent(run.batches)
+    not_cached = df["outcome"] != "cached"
+    derived = {
+        "_created": int((df["batch_id"].notna() & not_cached).sum()),
+        "_cached": int((~not_cached).sum()),
+        "_sealed": int((df["sealed"] & not_cached).sum()),
+    }
+    rows = {}
+    for label, client_col, counter in CROSSCHECK:
+        if counter not in stats:
+            continue
+        client = derived[client_col] if client_col in derived else int(df[client_col].sum())
+        server = stats[counter]
+        rows[label] = {"client": client, "server": server, "difference": client - server,
+                       "relative": _ratio(client - server, server)}
+    out = pd.DataFrame.from_dict(rows, orient="index")
+    out.index.name = "figure"
+    return out
+
+
+def compare(run_a: Run | pd.DataFrame, run_b: Run | pd.DataFrame) -> pd.DataFrame:
+    """Two runs side by side: summary figures, latency percentiles and backpressure, with
+    ``difference`` (b − a) and ``change`` (b ÷ a − 1)."""
+    def figures(run: Run | pd.DataFrame) -> pd.Series:
+        s = summary(run).astype(float)
+        lat = latency(run)
+        extra = {f"{m}_ms_{p}": lat.loc[m, p] for m in ("create", "stream", "total",
+                                                        "total_from_intended")
+                 for p in ("p50", "p95", "p99", "max")}
+        bp = backpressure(run)
+        extra["stall_fraction_p90"] = bp["stall_fraction_p90"]
+        extra["stalled_share"] = bp["stalled_share"]
+        return pd.concat([s, pd.Series(extra, dtype=float)])
+
+    a, b = figures(run_a), figures(run_b)
+    la, lb = _label(run_a, "a"), _label(run_b, "b")
+    if la == lb:
+        la, lb = f"a: {la}", f"b: {lb}"
+    out = pd.DataFrame({la: a, lb: b})
+    out["difference"] = b - a
+    with np.errstate(divide="ignore", invalid="ignore"):
+        out["change"] = (b / a - 1).where(a != 0)
+    out.index.name = "figure"
+    return out
