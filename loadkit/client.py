@@ -1,0 +1,877 @@
+"""``BatchClient``: the 2-phase batch protocol with backpressure timing, retries and truth checks.
+
+One client, used by the locust user, the notebook runner and ``loadkit send``::
+
+    from loadkit import BatchClient, BatchSpec, RetryPolicy
+
+    with BatchClient("http://127.0.0.1:8030", "tr_dev_…", retry=RetryPolicy(resend="missing")) as c:
+        result = c.send(BatchSpec.parse(items="1000").batch(0))
+        print(result.outcome, result.stall_fraction, result.violations)
+        record = result.to_record(run_id="r1", worker_id="w0", user_id=0)
+
+It is a **sync** ``httpx.Client`` on purpose: it cooperates with gevent under locust (never use
+``httpx.AsyncClient`` there). ``send`` never raises for target problems (no key, wrong URL,
+server down, HTML or truncated answers, timeouts): they become a typed
+:class:`~loadkit.errors.TargetError` on the :class:`~loadkit.result.BatchResult`.
+
+**Protocol**, as the official SDK: ``POST /api/v3/batches`` with ``runCount``, the sorted task
+identifiers and the batch's idempotency key (a request idempotency key uuid per create, kept
+across its retries); streaming is skipped when the answer is ``isCached``; then
+``POST /api/v3/batches/{id}/items`` with ``Content-Type: application/x-ndjson`` and a chunked
+body produced by a generator over the batch's **coalesced** chunks (~64 KiB, never one line
+per chunk). Headers: ``Authorization: Bearer``, ``trigger-version``, ``x-trigger-api-version``,
+``x-trigger-source: loadkit``, ``x-trigger-realtime-streams-version: v2``.
+
+**Backpressure**: the body generator notes when it hands a chunk to the transport and when
+the transport asks for the next one; the difference is the time the write took to be
+accepted (the chunk's *stall*). Summed, as a fraction of the stream duration, and the largest
+single one are recorded per attempt (optionally every chunk, ``keep_chunk_timings=True``).
+``send_buffer_bytes`` sets ``SO_SNDBUF`` on the client socket: the kernel's send buffer (and
+the server's receive buffer) absorb a whole small batch without the writer ever blocking, so
+with default buffers backpressure only shows on batches larger than a few hundred KiB; a
+small send buffer (e.g. 16 KiB) makes it visible on small batches too.
+
+**Retries** (policy: :class:`~loadkit.retry.RetryPolicy`): on ``sealed: false``, connection
+errors (a connection dropped mid-stream included), timeouts, 408, 409, 429 and 5xx, with
+``x-should-retry`` overriding; 429 waits for ``x-ratelimit-reset`` (epoch s or ms, recorded)
+then ``retry-after``. Retries regenerate lines from the batch (``clean_chunks``); nothing sent
+is buffered. What a retry sends (resend mode):
+
+- ``full``: every clean line (the SDK's behaviour; server dedupe drops what it has);
+- ``missing``: only the indices the server lacks, when they can be known: after a normal
+  ``sealed: false`` answer to the first stream that matches the batch's expected outcome
+  (``expected.missing``, cross-checked with ``enqueuedCount``), after the expected 400/422
+  of an injected input fault (``expected.missing``: the generator knows what was enqueued
+  before the bad line), after a retry answered as predicted, or when nothing reached the
+  server (connect failure). After a dropped connection, a timeout, a 5xx/408/409/429 or an
+  answer that contradicts the prediction, what was enqueued cannot be known: the retry then
+  sends **every clean line** (sound because the server deduplicates by index), marked
+  ``unknown_full`` and counted in ``BatchResult.unknown_resends``.
+
+**Truth checks** (named :class:`~loadkit.result.Violation` on the result, never absorbed):
+the first stream's answer against ``batch.expected`` (status, error message, itemsAccepted,
+itemsDeduplicated, sealed, enqueuedCount, expectedCount); each retry's answer against what the
+client knows it sent; totals (accepted never above runCount, exactly runCount when every
+attempt's answer was seen); ``verify=True`` retrieves the sealed batch and checks ``runs``
+holds runCount distinct ids and the PAYLOAD_TOO_LARGE errors are ``expected.too_large``.
+An injected fault's 400/422 that matches the expected status and message is not a violation
+(the client goes on with a clean retry so that the batch seals); an unexpected 400/422 is a
+violation and the batch fails (not retried).
+
+The secret key never appears in results, errors or logs (answers are redacted).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import random
+import socket
+import time
+import uuid
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from functools import partial
+from typing import Any
+
+import httpx
+import numpy as np
+import orjson
+
+from loadkit import __version__, wire
+from loadkit.errors import (
+    AuthError,
+    ConfigError,
+    ConnectError,
+    ProtocolError,
+    StatusError,
+    TargetError,
+    TargetTimeout,
+)
+from loadkit.generators import GeneratedBatch
+from loadkit.result import Attempt, BatchResult, ChunkTimings, Violation
+from loadkit.retry import RetryPolicy
+
+__all__ = [
+    "DEFAULT_TIMEOUT",
+    "SDK_VERSION",
+    "BatchClient",
+    "BatchResult",
+    "CreatedBatch",
+    "RetryPolicy",
+]
+
+logging.getLogger("httpx").setLevel(logging.WARNING)  # no INFO line per request in load runs
+
+SDK_VERSION = "4.8.3"
+"""Sent as ``trigger-version``: the SDK release whose wire behaviour loadkit matches."""
+DEFAULT_TIMEOUT = httpx.Timeout(330.0, connect=10.0)
+"""Longer than the real server's own 300 s request timeout, so its 408 is seen (the SDK has
+no client timeout at all); connect fails after 10 s."""
+_SNIPPET = 120
+_RETRY_HEADERS = (wire.Header.SHOULD_RETRY, wire.Header.RATELIMIT_LIMIT,
+                  wire.Header.RATELIMIT_REMAINING, wire.Header.RATELIMIT_RESET,
+                  wire.Header.RETRY_AFTER)
+
+
+@dataclass(frozen=True, slots=True)
+class CreatedBatch:
+    """The answer to a create (phase 1) and how it went."""
+
+    id: str
+    run_count: int
+    is_cached: bool
+    status: int
+    create_ms: float
+    """Latency of the successful request."""
+    attempts: int
+    rate_limited: int
+    rate_limit_wait_ms: float
+    ratelimit_reset_unit: str | None
+    answer: dict[str, Any]
+
+
+class _CreateTrack:
+    """Counters a create keeps while retrying (copied to the result even when it fails)."""
+
+    __slots__ = ("attempts", "create_ms", "rate_limit_wait_ms", "rate_limited", "reset_unit",
+                 "status")
+
+    def __init__(self) -> None:
+        self.attempts = 0
+        self.status: int | None = None
+        self.create_ms: float | None = None
+        self.rate_limited = 0
+        self.rate_limit_wait_ms = 0.0
+        self.reset_unit: str | None = None
+
+
+class _TimedBody:
+    """The request body: yields the chunks and times how long each write took.
+
+    ``lines`` is the known number of lines in the whole body (None: count them per chunk,
+    which costs ~20 µs per 64 KiB chunk, so ``send`` passes the count it knows).
+    """
+
+    __slots__ = ("_gen", "bytes", "chunks", "counted", "done", "lines", "max_stall", "n",
+                 "pending_since", "stall", "t0", "t_last", "timings")
+
+    def __init__(self, chunks: Iterable[bytes], timings: ChunkTimings | None,
+                 lines: int | None) -> None:
+        self.chunks = chunks
+        self.timings = timings
+        self.lines = lines
+        self.counted = 0
+        self.bytes = 0
+        self.n = 0
+        self.stall = 0.0
+        self.max_stall = 0.0
+        self.done = False
+        self.t0 = time.perf_counter()
+        self.t_last: float | None = None
+        self.pending_since: float | None = None
+        self._gen = self._run()
+
+    def __iter__(self) -> Iterator[bytes]:
+        return self._gen
+
+    def close(self) -> None:
+        self._gen.close()
+
+    def _run(self) -> Iterator[bytes]:
+        perf = time.perf_counter
+        timings = self.timings
+        count = self.lines is None
+        for chunk in self.chunks:
+            size = len(chunk)
+            if not size:
+                continue
+            t = perf()
+            self.pending_since = t
+            yield chunk
+            dt = perf() - t
+            self.pending_since = None
+            self.bytes += size
+            self.n += 1
+            self.stall += dt
+            self.max_stall = max(self.max_stall, dt)
+            if count:
+                self.counted += chunk.count(b"\n")
+            if timings is not None:
+                timings.at_ms.append((t - self.t0) * 1000.0)
+                timings.write_ms.append(dt * 1000.0)
+                timings.size.append(size)
+        if count:
+            self.lines = self.counted
+        self.t_last = perf()
+        self.done = True
+
+
+def _snippet(raw: bytes) -> str:
+    text = raw[:_SNIPPET].decode("utf-8", "replace").replace("\n", " ").strip()
+    return text + ("…" if len(raw) > _SNIPPET else "")
+
+
+def _is_int(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+class BatchClient:
+    """A client of one target (base URL + secret key). Not thread-safe: one per user/thread.
+
+    ``base_url``: the API root (``https://api.trigger.dev``, ``http://127.0.0.1:8030``), else
+    ``$TRIGGER_API_URL``; there is deliberately no default, so that a load test never hits
+    production by accident. ``secret_key``: else ``$TRIGGER_SECRET_KEY``; when there is none,
+    ``send`` returns an ``auth`` error without sending anything.
+    ``chunk_bytes``: body chunk size (default: the batch spec's, 64 KiB).
+    ``timeout``: seconds or an ``httpx.Timeout`` (default :data:`DEFAULT_TIMEOUT`).
+    ``retry``: the :class:`RetryPolicy` (default: SDK parity).
+    ``transport``: an httpx transport (tests, ASGI apps); excludes ``send_buffer_bytes``.
+    ``keep_chunk_timings``: keep every chunk's write timing on each attempt.
+    ``send_buffer_bytes``: ``SO_SNDBUF`` for the client socket (see the module docstring).
+    ``verify``: after sealing, retrieve the batch and check its runs (polls up to
+    ``verify_timeout`` seconds while the target's engine makes the runs).
+    ``seed``: seeds retry jitter (reproducible delays in tests).
+    ``sleep``: the function used to wait (``time.sleep``; gevent patches it under locust).
+    """
+
+    def __init__(
+        self,
+        base_url: str | None = None,
+        secret_key: str | None = None,
+        *,
+        chunk_bytes: int | None = None,
+        timeout: float | httpx.Timeout | None = DEFAULT_TIMEOUT,
+        retry: RetryPolicy | None = None,
+        transport: httpx.BaseTransport | None = None,
+        keep_chunk_timings: bool = False,
+        send_buffer_bytes: int | None = None,
+        verify: bool = False,
+        verify_timeout: float = 10.0,
+        seed: int | None = None,
+        trigger_version: str = SDK_VERSION,
+        sleep: Callable[[float], None] = time.sleep,
+        trust_env: bool = True,
+    ) -> None:
+        url = base_url if base_url is not None else os.environ.get("TRIGGER_API_URL")
+        if not url or not str(url).strip():
+            raise ConfigError("base_url", base_url, "the API's URL, e.g. https://api.trigger.dev "
+                              "or http://127.0.0.1:8030 (or set TRIGGER_API_URL)")
+        url = str(url).strip().rstrip("/")
+        try:
+            parsed = httpx.URL(url)
+        except (httpx.InvalidURL, TypeError, ValueError):
+            parsed = None
+        if parsed is None or parsed.scheme not in ("http", "https") or not parsed.host:
+            raise ConfigError("base_url", url, "an http:// or https:// URL with a host, e.g. "
+                              "https://api.trigger.dev")
+        self.base_url = url
+        key = secret_key if secret_key is not None else os.environ.get("TRIGGER_SECRET_KEY")
+        self._key = key.strip() if key and key.strip() else None
+        if chunk_bytes is not None and (isinstance(chunk_bytes, bool) or int(chunk_bytes) < 1):
+            raise ConfigError("chunk_bytes", chunk_bytes, "a positive number of bytes")
+        self.chunk_bytes = int(chunk_bytes) if chunk_bytes is not None else None
+        if send_buffer_bytes is not None and int(send_buffer_bytes) < 1:
+            raise ConfigError("send_buffer_bytes", send_buffer_bytes, "a positive number of bytes")
+        if send_buffer_bytes is not None and transport is not None:
+            raise ConfigError("send_buffer_bytes", send_buffer_bytes,
+                              "None when a transport is given (set socket options on it)")
+        self.send_buffer_bytes = send_buffer_bytes
+        self.retry = retry if retry is not None else RetryPolicy()
+        self.keep_chunk_timings = keep_chunk_timings
+        self.verify = verify
+        self.verify_timeout = verify_timeout
+        self._rng = random.Random(seed)
+        self._sleep = sleep
+        if isinstance(timeout, (int, float)) and not isinstance(timeout, bool):
+            timeout = httpx.Timeout(float(timeout), connect=min(float(timeout), 10.0))
+        self.timeout = timeout
+        if transport is None:
+            options = None
+            if send_buffer_bytes is not None:
+                options = [(socket.SOL_SOCKET, socket.SO_SNDBUF, int(send_buffer_bytes))]
+            transport = httpx.HTTPTransport(retries=0, socket_options=options)
+        headers = {
+            wire.Header.TRIGGER_VERSION: trigger_version,
+            wire.Header.API_VERSION: wire.API_VERSION,
+            wire.Header.SOURCE: wire.SOURCE,
+            wire.Header.REALTIME_STREAMS_VERSION: "v2",
+            "user-agent": f"loadkit/{__version__}",
+        }
+        if self._key is not None:
+            headers[wire.Header.AUTHORIZATION] = f"Bearer {self._key}"
+        self._http = httpx.Client(
+            base_url=url, headers=headers, timeout=timeout, transport=transport,
+            follow_redirects=False, trust_env=trust_env,
+        )
+
+    # -- lifecycle ------------------------------------------------------------------------
+
+    def close(self) -> None:
+        self._http.close()
+
+    def __enter__(self) -> BatchClient:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:  # never shows the key
+        key = "set" if self._key else "missing"
+        return f"BatchClient({self.base_url!r}, key={key}, retry={self.retry.resend})"
+
+    @property
+    def has_key(self) -> bool:
+        return self._key is not None
+
+    def _redact(self, text: str) -> str:
+        if self._key and self._key in text:
+            text = text.replace(self._key, "<redacted>")
+        return text
+
+    # -- phase 1: create ------------------------------------------------------------------
+
+    def create_batch(
+        self,
+        batch: GeneratedBatch | int,
+        task_identifiers: Sequence[str] | None = None,
+        idempotency_key: str | None = None,
+    ) -> CreatedBatch:
+        """Create a batch (with the policy's create retries); raises :class:`TargetError`.
+
+        Give a :class:`GeneratedBatch`, or ``run_count, task_identifiers, idempotency_key``.
+        """
+        if isinstance(batch, GeneratedBatch):
+            run_count, tasks, key = batch.run_count, batch.task_identifiers, batch.idempotency_key
+        else:
+            run_count, tasks, key = int(batch), tuple(task_identifiers or ()), idempotency_key
+        return self._create(run_count, tasks, key, _CreateTrack())
+
+    def _create(self, run_count: int, tasks: Sequence[str], key: str | None,
+                track: _CreateTrack) -> CreatedBatch:
+        if self._key is None:
+            raise AuthError("no secret key: pass secret_key=… or set TRIGGER_SECRET_KEY "
+                            "(nothing was sent)")
+        body: dict[str, Any] = {"runCount": run_count}
+        if tasks:
+            body["taskIdentifiers"] = sorted(set(tasks))
+        if key is not None:
+            body["idempotencyKey"] = key
+        content = orjson.dumps(body)
+        headers = {
+            wire.Header.CONTENT_TYPE: wire.JSON_CONTENT_TYPE,
+            wire.Header.REQUEST_IDEMPOTENCY_KEY: str(uuid.uuid4()),
+        }
+        policy = self.retry
+        path = wire.create_path()
+        for attempt in range(1, policy.create_attempts + 1):
+            track.attempts = attempt
+            wait: float | None = None
+            t0 = time.perf_counter()
+            try:
+                resp = self._http.post(path, content=content, headers=headers)
+            except httpx.HTTPError as exc:
+                error = self._transport_error(exc, path, sent=0)
+                retryable = not isinstance(error, ProtocolError)
+            else:
+                latency = (time.perf_counter() - t0) * 1000.0
+                status = resp.status_code
+                track.status = status
+                raw = resp.content
+                if status in (200, 201, 202):
+                    answer = self._json_object(raw, status, path)
+                    ok = (isinstance(answer.get("id"), str) and answer["id"]
+                          and _is_int(answer.get("runCount", run_count)))
+                    if not ok:
+                        raise ProtocolError(self._redact(
+                            f"{self.base_url}{path} answered {status} without a batch id: "
+                            f"{_snippet(raw)!r}; check the URL points at a Trigger.dev API"))
+                    track.create_ms = latency
+                    return CreatedBatch(
+                        id=answer["id"], run_count=int(answer.get("runCount", run_count)),
+                        is_cached=answer.get("isCached") is True, status=status,
+                        create_ms=latency, attempts=attempt, rate_limited=track.rate_limited,
+                        rate_limit_wait_ms=track.rate_limit_wait_ms,
+                        ratelimit_reset_unit=track.reset_unit, answer=answer,
+                    )
+                error = self._status_error(status, raw, path)
+                retryable = status != 401 and policy.status_retryable(status, resp.headers)
+                if status == 429:
+                    track.rate_limited += 1
+                    rl = policy.rate_limit_wait(resp.headers)
+                    if rl is not None:
+                        wait = rl.seconds
+                        if rl.unit is not None:
+                            track.reset_unit = rl.unit
+            if not retryable or attempt == policy.create_attempts:
+                raise error
+            if wait is not None:
+                track.rate_limit_wait_ms += wait * 1000.0
+            else:
+                wait = policy.create_delay(attempt, self._rng)
+            self._sleep(wait)
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    # -- phase 2: one stream --------------------------------------------------------------
+
+    def stream_items(self, batch_id: str, chunks: Iterable[bytes], *,
+                     lines: int | None = None) -> Attempt:
+        """Stream ``chunks`` as one request (no retry); never raises for target problems.
+
+        ``lines``: the number of NDJSON lines in ``chunks`` if known (else counted).
+        """
+        attempt = Attempt(number=1, sent="first", started_at=time.time())
+        if self._key is None:
+            attempt.reason = "auth"
+            attempt.error = AuthError("no secret key: pass secret_key=… or set "
+                                      "TRIGGER_SECRET_KEY (nothing was sent)")
+            return attempt
+        self._stream_once(batch_id, chunks, attempt, lines, None)
+        return attempt
+
+    def _stream_once(self, batch_id: str, chunks: Iterable[bytes], attempt: Attempt,
+                     lines: int | None, regenerate: Callable[[], Iterable[bytes]] | None) -> None:
+        timings = ChunkTimings() if self.keep_chunk_timings else None
+        body = _TimedBody(chunks, timings, lines)
+        path = wire.stream_path(batch_id)
+        t_head: float | None = None
+        attempt.started_at = time.time()
+        t0 = body.t0 = time.perf_counter()
+        try:
+            with self._http.stream(
+                "POST", path, content=body,
+                headers={wire.Header.CONTENT_TYPE: wire.NDJSON_CONTENT_TYPE},
+            ) as resp:
+                t_head = time.perf_counter()
+                raw = resp.read()
+        except httpx.HTTPError as exc:
+            t_end = time.perf_counter()
+            body.close()
+            if isinstance(exc, httpx.TimeoutException) and body.pending_since is not None:
+                stalled = t_end - body.pending_since  # the write that never got accepted
+                body.stall += stalled
+                body.max_stall = max(body.max_stall, stalled)
+            error = self._transport_error(exc, path, sent=body.bytes)
+            attempt.error = error
+            attempt.reason = (
+                "timeout" if isinstance(error, TargetTimeout)
+                else "protocol" if isinstance(error, ProtocolError)
+                else "connect" if isinstance(exc, httpx.ConnectError) and not body.bytes
+                else "dropped"
+            )
+        else:
+            t_end = time.perf_counter()
+            body.close()
+            status = resp.status_code
+            attempt.status = status
+            if body.done and body.t_last is not None:
+                attempt.response_tail_ms = (t_head - body.t_last) * 1000.0
+            self._read_stream_answer(attempt, status, raw, resp.headers, path)
+        attempt.duration_ms = (t_end - t0) * 1000.0
+        attempt.bytes = body.bytes
+        attempt.chunks = body.n
+        attempt.stall_ms = body.stall * 1000.0
+        attempt.max_stall_ms = body.max_stall * 1000.0
+        attempt.body_done = body.done
+        attempt.timings = timings
+        if body.done:
+            attempt.lines = body.lines or 0
+        elif lines is None:
+            attempt.lines = body.counted
+        elif body.bytes and regenerate is not None:
+            attempt.lines = _lines_in_prefix(regenerate(), body.bytes)
+
+    def _read_stream_answer(self, attempt: Attempt, status: int, raw: bytes,
+                            headers: httpx.Headers, path: str) -> None:
+        try:
+            parsed = orjson.loads(raw) if raw else None
+        except orjson.JSONDecodeError:
+            parsed = None
+        answer = parsed if isinstance(parsed, dict) else None
+        attempt.answer = answer
+        if status == 200:
+            if answer is None:
+                attempt.reason = "protocol"
+                attempt.error = ProtocolError(self._redact(
+                    f"{self.base_url}{path} answered 200 with {_describe(raw)} instead of the "
+                    f"batch API's JSON: {_snippet(raw)!r}; check the URL points at a "
+                    "Trigger.dev API"))
+                return
+            fields_ok = (_is_int(answer.get("itemsAccepted"))
+                         and _is_int(answer.get("itemsDeduplicated"))
+                         and isinstance(answer.get("sealed"), bool))
+            if not fields_ok:
+                attempt.reason = "protocol"
+                attempt.error = ProtocolError(self._redact(
+                    f"{self.base_url}{path} answered 200 without itemsAccepted/"
+                    f"itemsDeduplicated/sealed: {_snippet(raw)!r}"))
+                return
+            attempt.reason = "sealed" if answer["sealed"] else "not_sealed"
+            return
+        attempt.reason = str(status)
+        attempt.error = self._status_error(status, raw, path)
+        attempt.retry_headers = {k: headers[k] for k in _RETRY_HEADERS if k in headers}
+
+    # -- errors ---------------------------------------------------------------------------
+
+    def _transport_error(self, exc: httpx.HTTPError, path: str, sent: int) -> TargetError:
+        where = f"{self.base_url}{path}"
+        detail = self._redact(str(exc) or type(exc).__name__)
+        if isinstance(exc, httpx.TimeoutException):
+            what, limit = _timeout_of(exc, self.timeout)
+            error: TargetError = TargetTimeout(
+                f"{where}: no progress within {limit} while {what} ({detail}); "
+                "raise the client timeout or check the server")
+        elif isinstance(exc, httpx.ConnectError):
+            error = ConnectError(
+                f"cannot connect to {where}: {detail}; check the URL (TRIGGER_API_URL) and that "
+                "the server is running")
+        elif isinstance(exc, httpx.TransportError) and not isinstance(
+                exc, (httpx.LocalProtocolError, httpx.UnsupportedProtocol, httpx.ProxyError)):
+            error = ConnectError(
+                f"{where}: the connection was dropped after {sent} body bytes ({detail})")
+        else:
+            error = ProtocolError(f"{where}: {detail}")
+        return error
+
+    def _status_error(self, status: int, raw: bytes, path: str) -> TargetError:
+        where = f"{self.base_url}{path}"
+        message = _error_message(raw)
+        if status == 401:
+            return AuthError(self._redact(
+                f"{where} answered 401 ({message}): check that the secret key "
+                "(TRIGGER_SECRET_KEY) is one this target accepts"))
+        return StatusError(self._redact(f"{where} answered {status}: {message}"))
+
+    def _json_object(self, raw: bytes, status: int, path: str) -> dict[str, Any]:
+        try:
+            parsed = orjson.loads(raw)
+        except orjson.JSONDecodeError:
+            parsed = None
+        if not isinstance(parsed, dict):
+            raise ProtocolError(self._redact(
+                f"{self.base_url}{path} answered {status} with {_describe(raw)} instead of the "
+                f"batch API's JSON: {_snippet(raw)!r}; check the URL points at a Trigger.dev API"))
+        return parsed
+
+    # -- retrieve -------------------------------------------------------------------------
+
+    def retrieve(self, batch_id: str) -> dict[str, Any]:
+        """``GET /api/v2/batches/{id}``; raises :class:`TargetError`."""
+        if self._key is None:
+            raise AuthError("no secret key: pass secret_key=… or set TRIGGER_SECRET_KEY")
+        path = wire.retrieve_path(batch_id)
+        try:
+            resp = self._http.get(path)
+        except httpx.HTTPError as exc:
+            raise self._transport_error(exc, path, sent=0) from None
+        if resp.status_code != 200:
+            raise self._status_error(resp.status_code, resp.content, path)
+        return self._json_object(resp.content, 200, path)
+
+    # -- the whole batch ------------------------------------------------------------------
+
+    def send(self, batch: GeneratedBatch) -> BatchResult:
+        """Create, stream, retry and check one batch; never raises for target problems."""
+        exp = batch.expected
+        result = BatchResult(
+            seq=batch.seq, run_count=batch.run_count, task_count=len(batch.task_identifiers),
+            payload_bytes=int(batch._sizes.sum()), expected=exp, resend=self.retry.resend,
+            started_at=time.time(),
+        )
+        t0 = time.perf_counter()
+        try:
+            self._send(batch, result)
+        except TargetError as exc:  # a target problem in a path not handled below
+            result.error = exc
+            result.error_kind = exc.kind
+        finally:
+            result.total_ms = (time.perf_counter() - t0) * 1000.0
+            result.ended_at = result.started_at + result.total_ms / 1000.0
+        if self.verify and result.sealed and result.batch_id is not None:
+            self._verify(batch, result.batch_id, result)  # not part of the batch's timings
+        return result
+
+    def _send(self, batch: GeneratedBatch, result: BatchResult) -> None:
+        track = _CreateTrack()
+        try:
+            created = self._create(batch.run_count, batch.task_identifiers,
+                                   batch.idempotency_key, track)
+        except TargetError as exc:
+            created = None
+            result.error = exc
+            result.error_kind = "rate_limited" if track.status == 429 else exc.kind
+        result.create_attempts = track.attempts
+        result.create_status = track.status
+        result.create_ms = track.create_ms
+        result.rate_limited = track.rate_limited
+        result.rate_limit_wait_ms = track.rate_limit_wait_ms
+        result.ratelimit_reset_unit = track.reset_unit
+        if created is None:
+            return
+        result.batch_id = created.id
+        if created.run_count != batch.run_count:
+            result.violations.append(Violation(
+                "create_run_count_mismatch", None, batch.run_count, created.run_count))
+        if created.is_cached:
+            result.cached = True
+            if batch.idempotency_key is None:
+                result.violations.append(Violation(
+                    "cached_mismatch", None, False, True,
+                    "isCached without an idempotency key"))
+            return
+        self._stream_with_retries(batch, created.id, result)
+        if result.sealed:
+            self._check_totals(result)
+
+    def _stream_with_retries(self, batch: GeneratedBatch, batch_id: str,
+                             result: BatchResult) -> None:
+        policy = self.retry
+        exp = batch.expected
+        cb = self.chunk_bytes
+        n = batch.run_count
+        # What the server lacks: an index array when known, None when it cannot be known.
+        missing: np.ndarray | None = np.arange(n)
+        delay = 0.0
+        for number in range(1, policy.attempts + 1):
+            indices: np.ndarray | None = None
+            if number == 1:
+                sent, lines = "first", exp.lines
+                factory: Callable[[], Iterable[bytes]] = partial(batch.chunks, cb)
+            else:
+                if missing is None or len(missing) == 0:
+                    sent = "unknown_full"
+                    result.unknown_resends += 1
+                elif policy.resend == "missing" and len(missing) < n:
+                    sent, indices = "missing", missing
+                else:
+                    sent = "full"
+                lines = n if indices is None else len(indices)
+                factory = partial(batch.clean_chunks, indices, cb)
+            if delay > 0:
+                self._sleep(delay)
+            attempt = Attempt(number=number, sent=sent, started_at=time.time(),
+                              delay_ms=delay * 1000.0)
+            result.attempts.append(attempt)
+            self._stream_once(batch_id, factory(), attempt, lines, factory)
+            missing = self._judge(batch, batch_id, attempt, missing, result)
+            if result.sealed or result.error is not None:
+                return
+            if attempt.reason == "429":
+                result.rate_limited += 1
+            if not self._retryable(attempt) or number == policy.attempts:
+                if attempt.error is not None:
+                    result.error = attempt.error
+                    result.error_kind = ("rate_limited" if attempt.reason == "429"
+                                         else attempt.error.kind)
+                return
+            delay = policy.stream_delay(number, self._rng)
+            if attempt.reason == "429" and attempt.retry_headers is not None:
+                rl = policy.rate_limit_wait(attempt.retry_headers)
+                if rl is not None:
+                    delay = rl.seconds
+                    attempt.rate_limit_wait_ms = delay * 1000.0
+                    result.rate_limit_wait_ms += delay * 1000.0
+                    if rl.unit is not None:
+                        result.ratelimit_reset_unit = rl.unit
+
+    def _retryable(self, attempt: Attempt) -> bool:
+        reason = attempt.reason
+        if reason in ("not_sealed", "expected_error", "connect", "dropped", "timeout"):
+            return True
+        if reason.isdigit():
+            status = int(reason)
+            if status in (400, 401, 422):
+                return False
+            return self.retry.status_retryable(status, attempt.retry_headers)
+        return False
+
+    # -- truth checks ---------------------------------------------------------------------
+
+    def _judge(self, batch: GeneratedBatch, batch_id: str, attempt: Attempt,
+               before: np.ndarray | None, result: BatchResult) -> np.ndarray | None:
+        """Check one attempt's answer; return what the server lacks now (None: unknown).
+
+        Sets ``result.sealed``, or ``result.error`` for an attempt that ends the batch.
+        """
+        exp = batch.expected
+        n = batch.run_count
+        number = attempt.number
+        v = result.violations
+        reason = attempt.reason
+        answer = attempt.answer
+        if reason == "connect":  # nothing reached the server
+            return before
+        if reason in ("dropped", "timeout") or (reason.isdigit() and int(reason) not in
+                                                 (400, 401, 422)):
+            return None
+        if reason in ("protocol", "auth") or reason == "401":
+            result.error = attempt.error
+            result.error_kind = attempt.error.kind if attempt.error else "protocol"
+            return None
+        if reason.isdigit():  # 400 or 422
+            status = int(reason)
+            message = (answer or {}).get("error") or (answer or {}).get("message")
+            if number == 1 and status == exp.status and message == exp.error_message:
+                attempt.reason = "expected_error"
+                return np.asarray(exp.missing, dtype=np.int64)
+            if number == 1 and status != exp.status:
+                v.append(Violation("status_mismatch", number, exp.status, status,
+                                   str(message)))
+            elif number == 1:
+                v.append(Violation("error_message_mismatch", number, exp.error_message,
+                                   message))
+            else:
+                v.append(Violation("status_mismatch", number, 200, status,
+                                   f"clean lines rejected: {message}"))
+            result.error = attempt.error
+            result.error_kind = attempt.error.kind if attempt.error else "status"
+            return None
+        # a 200 answer
+        assert answer is not None
+        accepted, dedup, sealed = (answer["itemsAccepted"], answer["itemsDeduplicated"],
+                                   answer["sealed"])
+        count = len(v)
+        if answer.get("id", batch_id) != batch_id:
+            v.append(Violation("id_mismatch", number, batch_id, answer.get("id")))
+        if sealed and _is_int(answer.get("runCount")) and answer["runCount"] != n:
+            v.append(Violation("run_count_mismatch", number, n, answer["runCount"]))
+        if not sealed and answer.get("expectedCount") != n:
+            v.append(Violation("expected_count_mismatch", number, n,
+                               answer.get("expectedCount")))
+        if number == 1:
+            if exp.status != 200:
+                v.append(Violation("status_mismatch", number, exp.status, 200,
+                                   f"expected {exp.error_message!r}"))
+            else:
+                for name, want, got in (("accepted_mismatch", exp.items_accepted, accepted),
+                                        ("dedup_mismatch", exp.items_deduplicated, dedup),
+                                        ("sealed_mismatch", exp.sealed, sealed)):
+                    if want != got:
+                        v.append(Violation(name, number, want, got))
+                if not sealed and answer.get("enqueuedCount") != exp.enqueued_count:
+                    v.append(Violation("enqueued_mismatch", number, exp.enqueued_count,
+                                       answer.get("enqueuedCount")))
+            known_now = (np.asarray(exp.missing, dtype=np.int64)
+                         if len(v) == count and exp.status == 200 else None)
+        else:
+            lines = attempt.lines
+            if before is not None:
+                want_acc = len(before)
+                for name, want, got in (("accepted_mismatch", want_acc, accepted),
+                                        ("dedup_mismatch", lines - want_acc, dedup),
+                                        ("sealed_mismatch", True, sealed)):
+                    if want != got:
+                        v.append(Violation(name, number, want, got, f"retry sent {attempt.sent}"))
+            elif not (sealed and accepted == 0 and dedup == 0) and accepted + dedup != lines:
+                v.append(Violation("count_mismatch", number, lines, accepted + dedup,
+                                   "itemsAccepted + itemsDeduplicated ≠ lines sent"))
+            known_now = np.zeros(0, dtype=np.int64) if len(v) == count and before is not None \
+                else None
+        if sealed:
+            result.sealed = True
+            result.sealed_attempt = number
+            return np.zeros(0, dtype=np.int64)
+        if known_now is not None and answer.get("enqueuedCount") != n - len(known_now):
+            v.append(Violation("enqueued_mismatch", number, n - len(known_now),
+                               answer.get("enqueuedCount")))
+            known_now = None
+        return known_now
+
+    def _check_totals(self, result: BatchResult) -> None:
+        accepted = result.items_accepted
+        first = result.attempts[0] if result.attempts else None
+        if first is not None and first.reason == "expected_error":
+            accepted += result.expected.enqueued  # enqueued before the bad line, not in answers
+        n = result.run_count
+        unseen = any(a.reason in ("dropped", "timeout") or (a.reason.isdigit()
+                     and int(a.reason) >= 408) for a in result.attempts)
+        if accepted > n or (not unseen and accepted != n):
+            result.violations.append(Violation(
+                "total_accepted_mismatch", None, n, accepted,
+                "itemsAccepted summed over the answers" + (
+                    " (some attempts unanswered: at most runCount)" if unseen else "")))
+
+    def _verify(self, batch: GeneratedBatch, batch_id: str, result: BatchResult) -> None:
+        exp = batch.expected
+        n = batch.run_count
+        deadline = time.perf_counter() + self.verify_timeout
+        final = {str(s) for s in (wire.BatchStatus.COMPLETED, wire.BatchStatus.PARTIAL_FAILED,
+                                  wire.BatchStatus.ABORTED)}
+        answer: dict[str, Any] | None = None
+        while True:
+            try:
+                answer = self.retrieve(batch_id)
+            except TargetError as exc:
+                result.verified = False
+                result.violations.append(Violation("retrieve_failed", None, 200, exc.kind,
+                                                   str(exc)))
+                return
+            runs = answer.get("runs")
+            done = answer.get("status") in final or (isinstance(runs, list) and len(runs) >= n)
+            if done or time.perf_counter() >= deadline:
+                break
+            self._sleep(0.05)
+        runs = answer.get("runs") if isinstance(answer.get("runs"), list) else []
+        before = len(result.violations)
+        if len(runs) != n:
+            result.violations.append(Violation("runs_count_mismatch", None, n, len(runs)))
+        distinct = len(set(map(str, runs)))
+        if distinct != len(runs):
+            result.violations.append(Violation("runs_duplicate", None, len(runs), distinct))
+        processing = answer.get("processing")
+        errors = processing.get("errors") if isinstance(processing, dict) else None
+        too_large = sorted(
+            e.get("index") for e in (errors or [])
+            if isinstance(e, dict) and e.get("errorCode") == wire.PAYLOAD_TOO_LARGE
+        )
+        if too_large != sorted(exp.too_large):
+            result.violations.append(Violation("too_large_mismatch", None,
+                                               list(exp.too_large), too_large))
+        result.verified = len(result.violations) == before
+
+
+def _timeout_of(exc: httpx.TimeoutException, timeout: Any) -> tuple[str, str]:
+    name, what = {
+        httpx.ConnectTimeout: ("connect", "connecting"),
+        httpx.ReadTimeout: ("read", "waiting for the answer"),
+        httpx.WriteTimeout: ("write", "writing the body"),
+        httpx.PoolTimeout: ("pool", "waiting for a free connection"),
+    }.get(type(exc), ("read", "waiting"))
+    seconds = getattr(timeout, name, None) if isinstance(timeout, httpx.Timeout) else None
+    return what, (f"{seconds:g} s" if isinstance(seconds, (int, float)) else "the timeout")
+
+
+def _lines_in_prefix(chunks: Iterable[bytes], nbytes: int) -> int:
+    """Lines in the first ``nbytes`` of a regenerated body (whole chunks only were counted)."""
+    total = lines = 0
+    for chunk in chunks:
+        if total >= nbytes:
+            break
+        take = chunk[: nbytes - total]
+        lines += take.count(b"\n")
+        total += len(take)
+    return lines
+
+
+def _describe(raw: bytes) -> str:
+    head = raw[:200].lstrip().lower()
+    if not raw:
+        return "an empty body"
+    if head.startswith((b"<!doctype", b"<html", b"<")):
+        return "HTML"
+    if head.startswith((b"{", b"[")):
+        return "truncated or invalid JSON"
+    return "text"
+
+
+def _error_message(raw: bytes) -> str:
+    try:
+        parsed = orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        return _describe(raw) + ": " + repr(_snippet(raw))
+    if isinstance(parsed, dict):
+        for key in ("error", "message"):
+            if isinstance(parsed.get(key), str):
+                return parsed[key]
+    return repr(_snippet(raw))
