@@ -321,7 +321,11 @@ INDEX_PREFIX_BYTES = 512
 
 
 def index_from_prefix(raw: bytes) -> tuple[int | None, str | None]:
-    """Read ``index`` and ``task`` from the first bytes of an oversized line, as the server does."""
+    """Read ``index`` and ``task`` from the first bytes of an oversized line, as the server does.
+
+    When no ``index`` is found, the reference server uses the line's position: its 0-based
+    rank among the non-empty lines of that one stream request (empty lines not counted).
+    """
     head = raw[:INDEX_PREFIX_BYTES]
     m = _INDEX_RE.search(head)
     index = int(m.group(1)) if m else None
