@@ -26,6 +26,7 @@ def build_parser() -> argparse.ArgumentParser:
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
     subparsers.required = True
     _add_serve(subparsers)
+    _add_check(subparsers)
     return parser
 
 
@@ -190,6 +191,53 @@ def _cmd_serve(args: argparse.Namespace) -> int:
     given = {name: getattr(args, name) for name in _SERVE_FIELDS if getattr(args, name) is not None}
     config = ServerConfig.parse(**given)
     return run_foreground(config)
+
+
+# --- check -------------------------------------------------------------------------------
+
+
+def _add_check(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser(
+        "check",
+        help="evaluate thresholds against a run directory (finished or killed)",
+        description="Evaluate threshold expressions against the records of a run directory "
+        "(records.parquet, or records.jsonl when the run was killed), print a table and exit "
+        "0 when all pass, 3 when any fails, 2 when an expression is malformed.",
+    )
+    p.add_argument("run_dir", metavar="RUN_DIR", help="a run folder, e.g. results/<run id>")
+    p.add_argument(
+        "--threshold",
+        action="append",
+        default=None,
+        metavar="EXPR",
+        help="e.g. 'p95(total_ms) < 2000', repeatable (default: the run's own thresholds, "
+        "else the CI smoke defaults)",
+    )
+    p.set_defaults(func=_cmd_check)
+
+
+def _cmd_check(args: argparse.Namespace) -> int:
+    from loadkit import records, thresholds  # noqa: PLC0415 - keep `loadkit --help` fast
+    from loadkit.errors import ThresholdError  # noqa: PLC0415
+
+    texts = args.threshold
+    if not texts:
+        try:
+            texts = records.read_run_meta(args.run_dir).get("options", {}).get("threshold")
+        except LoadkitError:
+            texts = None
+        texts = texts or list(thresholds.DEFAULT_THRESHOLDS)
+    try:
+        parsed = thresholds.parse_thresholds(
+            t.strip() for text in texts for t in text.split(";") if t.strip()
+        )
+    except ThresholdError as exc:
+        print(f"loadkit check: error: {exc}", file=sys.stderr)
+        return 2
+    table = records.read_records(args.run_dir)
+    results = thresholds.evaluate(parsed, table)
+    print(thresholds.format_table(results))
+    return 0 if all(r.passed for r in results) else thresholds.EXIT_THRESHOLDS_FAILED
 
 
 if __name__ == "__main__":  # pragma: no cover
