@@ -1,0 +1,314 @@
+"""Fixtures for the client's tests: reference servers with knobs, test doubles, fast policies."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import threading
+import time
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import httpx
+import orjson
+import pytest
+import uvicorn
+
+from loadkit import wire
+from loadkit.client import BatchClient
+from loadkit.retry import RetryPolicy
+from loadkit.server import ReferenceServer
+
+KEY = wire.DEFAULT_LOCAL_SECRET_KEY
+FAST = RetryPolicy(base_delay=0.005, max_delay=0.05, create_base_delay=0.005,
+                   create_max_delay=0.05)
+"""SDK-shaped retries with millisecond delays, so retry paths run fast."""
+
+
+@pytest.fixture(scope="module")
+def server() -> Iterator[ReferenceServer]:
+    """A default reference server (process mode) shared by a test module."""
+    with ReferenceServer(mode="process", max_items=100_000) as srv:
+        yield srv
+
+
+@pytest.fixture
+def make_server() -> Iterator[Callable[..., ReferenceServer]]:
+    """Start reference servers with given knobs; all are stopped at teardown."""
+    started: list[ReferenceServer] = []
+
+    def make(**knobs: Any) -> ReferenceServer:
+        srv = ReferenceServer(mode=knobs.pop("mode", "process"), **knobs).start()
+        started.append(srv)
+        return srv
+
+    yield make
+    for srv in started:
+        srv.stop()
+
+
+@pytest.fixture
+def make_client() -> Iterator[Callable[..., BatchClient]]:
+    """Build BatchClients (fast retry policy, local key by default), closed at teardown."""
+    clients: list[BatchClient] = []
+
+    def make(url: str, key: str | None = KEY, **kw: Any) -> BatchClient:
+        kw.setdefault("retry", FAST)
+        kw.setdefault("seed", 1)
+        kw.setdefault("timeout", 20.0)
+        c = BatchClient(url, key, **kw)
+        clients.append(c)
+        return c
+
+    yield make
+    for c in clients:
+        c.close()
+
+
+# --- a deliberately wrong batch API (ASGI on uvicorn, loopback) --------------------------
+
+
+class WrongServer:
+    """A batch API that gets the contract wrong on purpose, in one of these ``mode``s:
+
+    - ``lose``: silently forgets every item whose index is a multiple of 10, and answers
+      honestly about what it kept (so the batch never seals);
+    - ``double_count``: counts a duplicate line as accepted again (itemsDeduplicated stays 0);
+    - ``lie_sealed``: answers ``sealed: true`` with every item accepted, but its retrieve
+      answer lacks the run of index 0.
+    """
+
+    def __init__(self, mode: str) -> None:
+        self.mode = mode
+        self.batches: dict[str, dict[str, Any]] = {}
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            return
+        body = b""
+        while True:
+            message = await receive()
+            body += message.get("body", b"")
+            if not message.get("more_body"):
+                break
+        path = scope["path"]
+        if path == wire.CREATE_PATH:
+            req = orjson.loads(body)
+            batch_id = f"batch_wrong{len(self.batches)}"
+            self.batches[batch_id] = {"n": req["runCount"], "seen": set()}
+            return await _answer(send, 202, {"id": batch_id, "runCount": req["runCount"],
+                                             "isCached": False})
+        batch_id = path.split("/")[4]
+        batch = self.batches[batch_id]
+        if scope["method"] == "GET":
+            runs = [f"run_{i}" for i in sorted(batch["seen"]) if i != 0]
+            return await _answer(send, 200, {"id": batch_id, "status": "COMPLETED",
+                                             "runCount": batch["n"], "runs": runs,
+                                             "processing": {"errors": []}})
+        accepted = dedup = 0
+        for line in body.splitlines():
+            if not line.strip():
+                continue
+            index = orjson.loads(line)["index"]
+            if self.mode == "lose" and index % 10 == 0:
+                continue
+            if index in batch["seen"] and self.mode != "double_count":
+                dedup += 1
+                continue
+            batch["seen"].add(index)
+            accepted += 1
+        n = batch["n"]
+        if self.mode == "lie_sealed":
+            return await _answer(send, 200, wire.stream_response(
+                batch_id, items_accepted=n, items_deduplicated=0, sealed=True, run_count=n))
+        sealed = len(batch["seen"]) == n
+        return await _answer(send, 200, wire.stream_response(
+            batch_id, items_accepted=accepted, items_deduplicated=dedup, sealed=sealed,
+            run_count=n, enqueued_count=len(batch["seen"]), expected_count=n))
+
+
+async def _answer(send: Any, status: int, body: Any) -> None:
+    data = orjson.dumps(body)
+    await send({"type": "http.response.start", "status": status,
+                "headers": [(b"content-type", b"application/json"),
+                            (b"content-length", str(len(data)).encode())]})
+    await send({"type": "http.response.body", "body": data})
+
+
+class ThreadedASGI:
+    """Serve an ASGI app with uvicorn in a background thread on a free loopback port."""
+
+    def __init__(self, app: Any) -> None:
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.sock.bind(("127.0.0.1", 0))
+        self.url = f"http://127.0.0.1:{self.sock.getsockname()[1]}"
+        config = uvicorn.Config(app, log_level="warning", lifespan="off", access_log=False,
+                                ws="none", loop="asyncio", http="h11")
+        self.server = uvicorn.Server(config)
+        self.thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        asyncio.run(self.server.serve(sockets=[self.sock]))
+
+    def __enter__(self) -> ThreadedASGI:
+        self.thread.start()
+        deadline = time.monotonic() + 10
+        while not self.server.started:
+            assert time.monotonic() < deadline, "test double did not start"
+            time.sleep(0.01)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.server.should_exit = True
+        self.thread.join(10)
+        self.sock.close()
+
+
+@pytest.fixture
+def wrong_server() -> Iterator[Callable[[str], str]]:
+    """Start WrongServer doubles by mode; returns their URLs."""
+    running: list[ThreadedASGI] = []
+
+    def start(mode: str) -> str:
+        srv = ThreadedASGI(WrongServer(mode)).__enter__()
+        running.append(srv)
+        return srv.url
+
+    yield start
+    for srv in running:
+        srv.__exit__()
+
+
+# --- canned raw HTTP answers (HTML, truncated JSON, hanging) -----------------------------
+
+
+class CannedServer:
+    """A raw-socket HTTP server on loopback answering each path prefix with canned bytes.
+
+    ``answers`` maps a path prefix to raw response bytes, or to None to hang (accept, read
+    the headers, never answer). Unlisted paths hang too.
+    """
+
+    def __init__(self, answers: dict[str, bytes | None]) -> None:
+        self.answers = answers
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(16)
+        self.sock.settimeout(0.1)
+        self.url = f"http://127.0.0.1:{self.sock.getsockname()[1]}"
+        self.stop = threading.Event()
+        self.conns: list[socket.socket] = []
+        self.thread = threading.Thread(target=self._serve, daemon=True)
+        self.thread.start()
+
+    def _serve(self) -> None:
+        while not self.stop.is_set():
+            try:
+                conn, _ = self.sock.accept()
+            except TimeoutError:
+                continue
+            except OSError:
+                return
+            self.conns.append(conn)
+            threading.Thread(target=self._handle, args=(conn,), daemon=True).start()
+
+    def _handle(self, conn: socket.socket) -> None:
+        conn.settimeout(5)
+        data = b""
+        try:
+            while b"\r\n\r\n" not in data:
+                part = conn.recv(65536)
+                if not part:
+                    return
+                data += part
+            path = data.split(b" ", 2)[1].decode()
+            answer = next((a for p, a in self.answers.items() if path.startswith(p)), None)
+            if answer is None:
+                self.stop.wait(30)
+                return
+            conn.sendall(answer)
+            conn.shutdown(socket.SHUT_WR)
+            time.sleep(0.2)
+        except OSError:
+            return
+        finally:
+            conn.close()
+
+    def close(self) -> None:
+        self.stop.set()
+        self.sock.close()
+        self.thread.join(5)
+
+
+def raw_answer(status: int, body: bytes, content_type: str = "application/json") -> bytes:
+    """A complete HTTP/1.1 response with ``Connection: close``."""
+    return (f"HTTP/1.1 {status} X\r\nContent-Type: {content_type}\r\n"
+            f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n").encode() + body
+
+
+@pytest.fixture
+def canned() -> Iterator[Callable[[dict[str, bytes | None]], str]]:
+    """Start CannedServers; returns their URLs."""
+    running: list[CannedServer] = []
+
+    def start(answers: dict[str, bytes | None]) -> str:
+        srv = CannedServer(answers)
+        running.append(srv)
+        return srv.url
+
+    yield start
+    for srv in running:
+        srv.close()
+
+
+# --- scripted answers through an httpx MockTransport -------------------------------------
+
+
+class Script:
+    """An httpx MockTransport handler answering from a list per endpoint; records requests.
+
+    Each entry is ``(status, json_body, headers)``; the last entry repeats. A stream entry of
+    ``"seal"`` answers as a correct server for the lines received.
+    """
+
+    def __init__(self, create: list[Any] | None = None, stream: list[Any] | None = None) -> None:
+        self.create = create or [(202, None, {})]
+        self.stream = stream or ["seal"]
+        self.requests: list[httpx.Request] = []
+        self.bodies: list[bytes] = []
+        self.chunk_counts: list[int] = []
+        self.seen: set[int] = set()
+        self.n = 0
+
+    def __call__(self, request: httpx.Request) -> httpx.Response:
+        chunks = list(request.stream)  # type: ignore[arg-type]
+        body = b"".join(chunks)
+        self.requests.append(request)
+        self.bodies.append(body)
+        self.chunk_counts.append(len(chunks))
+        if request.url.path == wire.CREATE_PATH:
+            self.n = orjson.loads(body)["runCount"]
+            entry = self.create.pop(0) if len(self.create) > 1 else self.create[0]
+            status, answer, headers = entry
+            if answer is None:
+                answer = {"id": "batch_script", "runCount": self.n, "isCached": False}
+            return httpx.Response(status, json=answer, headers=headers)
+        entry = self.stream.pop(0) if len(self.stream) > 1 else self.stream[0]
+        if entry == "seal":
+            accepted = dedup = 0
+            for line in body.splitlines():
+                index = orjson.loads(line)["index"]
+                if index in self.seen:
+                    dedup += 1
+                else:
+                    self.seen.add(index)
+                    accepted += 1
+            sealed = len(self.seen) == self.n
+            return httpx.Response(200, json=wire.stream_response(
+                "batch_script", items_accepted=accepted, items_deduplicated=dedup,
+                sealed=sealed, run_count=self.n, enqueued_count=len(self.seen),
+                expected_count=self.n))
+        status, answer, headers = entry
+        return httpx.Response(status, json=answer, headers=headers)
