@@ -39,11 +39,22 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import pyarrow as pa
-import pyarrow.json as pa_json
 import pyarrow.parquet as pq
 
 from loadkit.errors import RecordsError
-from loadkit.records import ARROW_SCHEMA, FIELD_NAMES, OUTCOMES, SCHEMA_VERSION
+from loadkit.records import (
+    ARROW_SCHEMA,
+    FIELD_NAMES,
+    OUTCOMES,
+    RECORDS_JSONL,
+    RECORDS_PARQUET,
+    RUN_META,
+    SCHEMA_VERSION,
+    read_jsonl,
+    read_records,
+    read_run_meta,
+    records_table,
+)
 
 __all__ = [
     "CHUNK_FILES",
@@ -62,6 +73,8 @@ __all__ = [
     "latency",
     "latency_over_time",
     "load_run",
+    "parse_resolution",
+    "percentile",
     "rate_limiting",
     "seal_causes",
     "seal_outcomes",
@@ -71,9 +84,6 @@ __all__ = [
     "throughput",
 ]
 
-RUN_JSON = "run.json"
-RECORDS_JSONL = "records.jsonl"
-RECORDS_PARQUET = "records.parquet"
 CHUNK_FILES = ("chunks.parquet", "chunks.jsonl")
 """Per-chunk write timings, when the client kept them (hook: no writer produces them yet)."""
 
@@ -198,52 +208,54 @@ class Run:
 def load_run(path: str | Path) -> Run:
     """Load one run directory: records from Parquet, else from the crash-safe JSONL.
 
-    Raises :class:`RecordsError` when ``path`` is not a run directory or its records cannot
-    be read; warns (and loads what it can) for a torn last line, a missing or unreadable
-    ``run.json``, a run with no batches, or records from another schema version.
+    Reading is :func:`loadkit.records.read_records` (and ``read_run_meta``); this adds the
+    typed DataFrame and best-effort handling. Raises :class:`RecordsError` when ``path`` is
+    not a run directory or its records cannot be read; warns (and loads what it can) for a
+    torn last line, a missing or unreadable ``run.json``, a run with no batches, a damaged
+    Parquet file next to its JSONL, or records from another schema version.
     """
     run_dir = Path(path).expanduser()
     if not run_dir.exists():
         raise RecordsError(f"{run_dir}: no such directory; pass the folder of one run, "
                            "e.g. results/<run_id>")
     if run_dir.is_file():
-        if run_dir.name in (RUN_JSON, RECORDS_JSONL, RECORDS_PARQUET):
+        if run_dir.name in (RUN_META, RECORDS_JSONL, RECORDS_PARQUET):
             run_dir = run_dir.parent
         else:
             raise RecordsError(f"{run_dir} is a file, not a run directory; pass the folder "
-                               f"holding {RUN_JSON} and {RECORDS_PARQUET} or {RECORDS_JSONL}")
-    parquet, jsonl, meta_file = (run_dir / RECORDS_PARQUET, run_dir / RECORDS_JSONL,
-                                 run_dir / RUN_JSON)
-    if not (parquet.exists() or jsonl.exists() or meta_file.exists()):
+                               f"holding {RUN_META} and {RECORDS_PARQUET} or {RECORDS_JSONL}")
+    parquet, jsonl = run_dir / RECORDS_PARQUET, run_dir / RECORDS_JSONL
+    if not (parquet.exists() or jsonl.exists() or (run_dir / RUN_META).exists()):
         runs = sorted(p.name for p in run_dir.iterdir()
-                      if p.is_dir() and ((p / RUN_JSON).exists() or (p / RECORDS_JSONL).exists()))
+                      if p.is_dir() and ((p / RUN_META).exists() or (p / RECORDS_JSONL).exists()))
         hint = (f"; it holds {len(runs)} run(s), e.g. {run_dir / runs[-1]}" if runs else
                 "; pass the folder of one run, e.g. results/<run_id>")
-        raise RecordsError(f"{run_dir} is not a loadkit run directory (no {RUN_JSON}, "
+        raise RecordsError(f"{run_dir} is not a loadkit run directory (no {RUN_META}, "
                            f"{RECORDS_PARQUET} or {RECORDS_JSONL}){hint}")
     notes: list[str] = []
-    meta = _read_meta(meta_file, notes)
+    try:
+        meta = read_run_meta(run_dir)
+        if not isinstance(meta, dict):
+            raise RecordsError(f"{run_dir / RUN_META} is not a JSON object")
+    except RecordsError as exc:
+        _note(notes, f"{exc}; loading the records without run metadata")
+        meta = {}
 
-    table: pa.Table | None = None
-    source = ""
-    if parquet.exists():
+    if parquet.exists() or jsonl.exists():
         try:
-            table = pq.read_table(parquet)
-            source = RECORDS_PARQUET
-        except (pa.ArrowException, OSError) as exc:
-            if not jsonl.exists():
-                raise RecordsError(f"{parquet}: cannot be read as Parquet ({exc}); the file "
-                                   "is damaged and there is no records.jsonl to fall back "
-                                   "to") from exc
-            _note(notes, f"{parquet} cannot be read ({exc}); loaded {RECORDS_JSONL} instead")
-    if table is None and jsonl.exists():
-        table = _read_jsonl(jsonl, notes)
-        source = RECORDS_JSONL
-    if table is None:
-        _note(notes, f"{run_dir} has {RUN_JSON} but no records yet "
+            table = read_records(run_dir)
+            source = RECORDS_PARQUET if parquet.exists() else RECORDS_JSONL
+        except RecordsError as exc:
+            if not (parquet.exists() and jsonl.exists()):
+                raise
+            _note(notes, f"{exc}; loaded {RECORDS_JSONL} instead")
+            table, source = records_table(read_jsonl(jsonl)), RECORDS_JSONL
+        if source == RECORDS_JSONL:
+            _check_torn(jsonl, notes)
+    else:
+        _note(notes, f"{run_dir} has {RUN_META} but no records yet "
                      f"({RECORDS_JSONL}/{RECORDS_PARQUET}): the run recorded no batches")
-        table = ARROW_SCHEMA.empty_table()
-        source = "none"
+        table, source = ARROW_SCHEMA.empty_table(), "none"
 
     version = _schema_version(meta, table)
     if version is not None and version != SCHEMA_VERSION:
@@ -262,81 +274,38 @@ def _note(notes: list[str], text: str) -> None:
     warnings.warn(text, stacklevel=3)
 
 
-def _read_meta(meta_file: Path, notes: list[str]) -> dict[str, Any]:
-    if not meta_file.exists():
-        _note(notes, f"{meta_file} is missing: loading the records without run metadata")
-        return {}
-    try:
-        meta = json.loads(meta_file.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as exc:
-        _note(notes, f"{meta_file} cannot be read ({exc}): loading the records without "
-                     "run metadata")
-        return {}
-    if not isinstance(meta, dict):
-        _note(notes, f"{meta_file} is not a JSON object: loading without run metadata")
-        return {}
-    return meta
+def _check_torn(jsonl: Path, notes: list[str]) -> None:
+    """Warn when the file ends in a torn line (which the reader skipped)."""
+    with open(jsonl, "rb") as fh:
+        size = fh.seek(0, 2)
+        fh.seek(max(0, size - (1 << 20)))
+        tail = fh.read()
+    last = tail[tail.rfind(b"\n") + 1:]
+    if last.strip():
+        try:
+            json.loads(last)
+        except ValueError:
+            _note(notes, f"{jsonl}: skipped a torn last line ({len(last)} bytes; the run "
+                         "was stopped mid-write)")
 
 
 def _schema_version(meta: dict[str, Any], table: pa.Table) -> int | None:
-    raw = (table.schema.metadata or {}).get(b"loadkit_schema_version")
-    value: Any = raw.decode() if raw is not None else meta.get("schema_version")
+    raw = meta.get("schema_version")
+    if raw is None:
+        raw = (table.schema.metadata or {}).get(b"loadkit_schema_version")
+        raw = raw.decode() if raw is not None else None
     try:
-        return int(value) if value is not None else None
+        return int(raw) if raw is not None else None
     except (TypeError, ValueError):
         return -1
-
-
-def _read_jsonl(path: Path, notes: list[str]) -> pa.Table:
-    data = path.read_bytes()
-    end = len(data)
-    cut = data.rfind(b"\n") + 1
-    tail = data[cut:].strip()
-    if tail:
-        try:
-            ok = isinstance(json.loads(tail), dict)
-        except ValueError:
-            ok = False
-        if ok:
-            data += b"\n"  # a complete last record whose newline was not written yet
-        else:
-            _note(notes, f"{path}: skipped a torn last line ({end - cut} bytes; the run was "
-                         "stopped mid-write)")
-            data = data[:cut]
-    if not data.strip():
-        return ARROW_SCHEMA.empty_table()
-    extra = {name: ARROW_SCHEMA.field(name).type for name in FIELD_NAMES}
-    first = json.loads(data[: data.find(b"\n")] or b"{}")
-    present = [name for name in FIELD_NAMES if name in first]
-    schema = pa.schema([pa.field(n, extra[n]) for n in present])
-    try:
-        return pa_json.read_json(
-            pa.BufferReader(data),
-            parse_options=pa_json.ParseOptions(explicit_schema=schema,
-                                               unexpected_field_behavior="infer"),
-            read_options=pa_json.ReadOptions(block_size=1 << 24),
-        )
-    except pa.ArrowInvalid as exc:
-        raise RecordsError(f"{path}: {_bad_line(data)} ({exc}); the file is damaged beyond "
-                           "its last line") from exc
-
-
-def _bad_line(data: bytes) -> str:
-    for number, line in enumerate(data.splitlines(), start=1):
-        if not line.strip():
-            continue
-        try:
-            if not isinstance(json.loads(line), dict):
-                return f"line {number} is not a JSON object"
-        except ValueError:
-            return f"line {number} is not valid JSON"
-    return "a record does not match the schema"
 
 
 def _to_frame(table: pa.Table, notes: list[str], where: str) -> pd.DataFrame:
     """Conform ``table`` to the record schema and convert it to a typed DataFrame."""
     names = set(table.column_names)
-    missing = [n for n in FIELD_NAMES if n not in names]
+    missing = [n for n in FIELD_NAMES if n not in names or (
+        table.num_rows and not ARROW_SCHEMA.field(n).nullable
+        and table.column(n).null_count == table.num_rows)]
     if missing and table.num_columns:
         _note(notes, f"{where}: records lack {len(missing)} field(s) of schema version "
                      f"{SCHEMA_VERSION} ({', '.join(missing[:6])}"
@@ -395,6 +364,11 @@ def _frame(run: Run | pd.DataFrame) -> pd.DataFrame:
     if isinstance(run, Run):
         return run.batches
     if isinstance(run, pd.DataFrame):
+        missing = set(FIELD_NAMES).difference(run.columns)
+        if missing:
+            names = ", ".join(sorted(missing)[:5]) + (" …" if len(missing) > 5 else "")
+            raise RecordsError(f"the DataFrame lacks record columns ({names}); pass "
+                               "run.batches or the Run from load_run()")
         return run
     raise TypeError(f"expected a loadkit Run or a records DataFrame, got {type(run).__name__}")
 
@@ -411,16 +385,23 @@ def _sent(df: pd.DataFrame) -> pd.DataFrame:
     return df[df["outcome"] != "dropped"] if len(df) else df
 
 
-def _seconds(resolution: str | float | pd.Timedelta) -> float:
+def parse_resolution(resolution: str | float | pd.Timedelta) -> float:
+    """A time bucket in seconds from ``0.5``, ``"2"``, ``"500ms"``, ``"1min"`` or a Timedelta;
+    ValueError when it is not a positive duration."""
     try:
-        if isinstance(resolution, (int, float)) and not isinstance(resolution, bool):
+        if isinstance(resolution, bool):
+            raise TypeError
+        if isinstance(resolution, (int, float)):
             seconds = float(resolution)
         else:
-            seconds = pd.Timedelta(resolution).total_seconds()
+            try:
+                seconds = float(resolution)
+            except (TypeError, ValueError):
+                seconds = pd.Timedelta(resolution).total_seconds()
     except (TypeError, ValueError) as exc:
         raise ValueError(f"resolution: {resolution!r} is not a duration; give seconds (0.5) "
                          "or a pandas duration ('1s', '500ms', '1min')") from exc
-    if not seconds > 0:
+    if not seconds > 0 or math.isinf(seconds):
         raise ValueError(f"resolution: {resolution!r} must be a positive duration")
     return seconds
 
@@ -565,7 +546,7 @@ def throughput(run: Run | pd.DataFrame, resolution: str | float = "1s") -> pd.Da
     ``time`` (UTC), ``batches``, ``items``, ``bytes``, ``errors``, ``dropped`` and the rates
     ``batches_per_s``, ``items_per_s``, ``mb_per_s``, ``errors_per_s``. Empty buckets are 0.
     """
-    seconds = _seconds(resolution)
+    seconds = parse_resolution(resolution)
     df = _frame(run)
     cols = ["time", "batches", "items", "bytes", "errors", "dropped",
             "batches_per_s", "items_per_s", "mb_per_s", "errors_per_s"]
@@ -602,7 +583,7 @@ def latency_over_time(run: Run | pd.DataFrame, resolution: str | float = "1s",
     ``total_from_intended_ms``) or a row label of :func:`latency` (``total`` …). Buckets
     without batches are NaN. Columns: ``time``, ``count``, ``p50`` …, ``max``.
     """
-    seconds = _seconds(resolution)
+    seconds = parse_resolution(resolution)
     column = LATENCY_METRICS.get(metric, metric)
     if column not in LATENCY_METRICS.values():
         raise ValueError(f"metric: {metric!r} is not a latency; use one of "

@@ -1,4 +1,4 @@
-"""The ``loadkit`` command line: ``serve`` now; ``send``, ``run``, ``report``, ``check`` to come.
+"""The ``loadkit`` command line: ``serve`` and ``report`` now; ``send``, ``run``, ``check`` to come.
 
 Each subcommand is a pair of functions: ``_add_<name>(subparsers)`` declares its flags and
 sets ``func`` to ``_cmd_<name>(args) -> int``. Flags are parsed into the same frozen config
@@ -27,6 +27,7 @@ def build_parser() -> argparse.ArgumentParser:
     subparsers.required = True
     _add_serve(subparsers)
     _add_check(subparsers)
+    _add_report(subparsers)
     return parser
 
 
@@ -192,6 +193,46 @@ def _cmd_serve(args: argparse.Namespace) -> int:
     config = ServerConfig.parse(**given)
     return run_foreground(config)
 
+
+
+# --- report ------------------------------------------------------------------------------
+
+
+def _add_report(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser(
+        "report",
+        help="write a self-contained HTML report of a run",
+        description="Write RUN_DIR/report/report.html (summary, thresholds, latency, seals, "
+        "dedupe, backpressure, plots embedded; secrets redacted) and the plots as PNG files.",
+    )
+    p.add_argument("run_dir", metavar="RUN_DIR", help="one run's folder, e.g. results/<run_id>")
+    p.add_argument("--out", default=None, metavar="DIR",
+                   help="where to write the report (default RUN_DIR/report)")
+    p.add_argument("--resolution", default=None, metavar="SECONDS",
+                   help="time bucket of the plots, e.g. 1 or 500ms (default: about 120 buckets)")
+    p.set_defaults(func=_cmd_report)
+
+
+def _cmd_report(args: argparse.Namespace) -> int:
+    import warnings  # noqa: PLC0415
+
+    from loadkit.analysis import parse_resolution  # noqa: PLC0415 - pandas only here
+    from loadkit.report import write_report  # noqa: PLC0415
+
+    resolution = None
+    if args.resolution is not None:
+        try:
+            resolution = parse_resolution(args.resolution)
+        except ValueError:
+            raise ConfigError("--resolution", args.resolution,
+                              "a positive duration: seconds (0.5) or '500ms', '1min'") from None
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        path = write_report(args.run_dir, args.out, resolution=resolution)
+    for w in caught:
+        print(f"loadkit report: warning: {w.message}", file=sys.stderr)
+    print(path)
+    return 0
 
 # --- check -------------------------------------------------------------------------------
 

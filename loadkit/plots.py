@@ -71,7 +71,7 @@ def throughput(run: analysis.Run | pd.DataFrame, ax: Axes | None = None,
     if tp.empty:
         return _empty(ax, title)
     x = tp.index.to_numpy(dtype=float)
-    width = float(x[1] - x[0]) if len(x) > 1 else analysis._seconds(resolution)
+    width = float(x[1] - x[0]) if len(x) > 1 else analysis.parse_resolution(resolution)
     rate = tp["items_per_s"].to_numpy(dtype=float)
     ax.step(np.append(x, x[-1] + width), np.append(rate, rate[-1]), where="post",
             color="#1f77b4", label="items/s")

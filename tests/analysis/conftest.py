@@ -45,7 +45,7 @@ def rec(seq: int, start: float, end: float, **fields: Any) -> BatchRecord:
     return BatchRecord(**values)
 
 
-def records_a() -> list[BatchRecord]:
+def _records_a() -> list[BatchRecord]:
     """Run A (closed model): eight batches covering every outcome; see tests for the sums."""
     return [
         rec(0, 0.0, 0.5, create_ms=10.0, stream_ms=400.0, total_ms=500.0, stall_ms=100.0,
@@ -85,7 +85,7 @@ def records_a() -> list[BatchRecord]:
     ]
 
 
-def records_b() -> list[BatchRecord]:
+def _records_b() -> list[BatchRecord]:
     """Run B (open model): four sealed batches, each started later than intended."""
     out = []
     for i, (intended, start, total) in enumerate(
@@ -104,7 +104,7 @@ SERVER_STATS = {
 }
 
 
-def meta_for(run_id: str, **extra: Any) -> dict[str, Any]:
+def _meta_for(run_id: str, **extra: Any) -> dict[str, Any]:
     """A run.json as the locust runs write it, with a planted key the report must hide."""
     return {
         "run_id": run_id, "schema_version": SCHEMA_VERSION, "started_at": T0,
@@ -117,7 +117,7 @@ def meta_for(run_id: str, **extra: Any) -> dict[str, Any]:
     }
 
 
-def write_run(path: Path, records: list[BatchRecord], meta: dict[str, Any] | None,
+def _write_run(path: Path, records: list[BatchRecord], meta: dict[str, Any] | None,
               fmt: str) -> Path:
     """Write ``records`` as a run directory: run.json plus records.jsonl or records.parquet."""
     path.mkdir(parents=True, exist_ok=True)
@@ -136,8 +136,8 @@ def write_run(path: Path, records: list[BatchRecord], meta: dict[str, Any] | Non
 @pytest.fixture(params=["jsonl", "parquet"])
 def run_a_dir(request, tmp_path) -> Path:
     """Run A written in each record format, with server truth counters in run.json."""
-    return write_run(tmp_path / "run-a", records_a(),
-                     meta_for("run-a", server_stats=SERVER_STATS), request.param)
+    return _write_run(tmp_path / "run-a", _records_a(),
+                      _meta_for("run-a", server_stats=SERVER_STATS), request.param)
 
 
 @pytest.fixture
@@ -153,4 +153,32 @@ def run_b(tmp_path):
     """Run B (open model) loaded from Parquet."""
     from loadkit.analysis import load_run  # noqa: PLC0415
 
-    return load_run(write_run(tmp_path / "run-b", records_b(), meta_for("run-b"), "parquet"))
+    return load_run(_write_run(tmp_path / "run-b", _records_b(), _meta_for("run-b"), "parquet"))
+
+
+@pytest.fixture
+def records_a() -> list[BatchRecord]:
+    """Run A's records (fresh list)."""
+    return _records_a()
+
+
+@pytest.fixture
+def meta_for():
+    """The run.json builder."""
+    return _meta_for
+
+
+@pytest.fixture
+def fake_key() -> str:
+    """The planted key."""
+    return FAKE_KEY
+
+
+@pytest.fixture
+def make_run(tmp_path):
+    """Write records as a run directory under tmp_path: ``make_run(name, records, meta, fmt)``."""
+    def make(name: str, records: list[BatchRecord], meta: dict[str, Any] | None = None,
+             fmt: str = "jsonl") -> Path:
+        return _write_run(tmp_path / name, records, meta, fmt)
+
+    return make
