@@ -1,4 +1,4 @@
-"""The ``loadkit`` command line: ``serve`` and ``report`` now; ``send``, ``run``, ``check`` to come.
+"""The ``loadkit`` command line: ``serve``, ``check`` and ``report`` now; ``send``, ``run`` to come.
 
 Each subcommand is a pair of functions: ``_add_<name>(subparsers)`` declares its flags and
 sets ``func`` to ``_cmd_<name>(args) -> int``. Flags are parsed into the same frozen config
@@ -194,7 +194,6 @@ def _cmd_serve(args: argparse.Namespace) -> int:
     return run_foreground(config)
 
 
-
 # --- report ------------------------------------------------------------------------------
 
 
@@ -233,6 +232,7 @@ def _cmd_report(args: argparse.Namespace) -> int:
         print(f"loadkit report: warning: {w.message}", file=sys.stderr)
     print(path)
     return 0
+
 
 # --- check -------------------------------------------------------------------------------
 
