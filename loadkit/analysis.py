@@ -257,7 +257,7 @@ def load_run(path: str | Path) -> Run:
                      f"({RECORDS_JSONL}/{RECORDS_PARQUET}): the run recorded no batches")
         table, source = ARROW_SCHEMA.empty_table(), "none"
 
-    version = _schema_version(meta, table)
+    version = _schema_version(meta, parquet if source == RECORDS_PARQUET else None)
     if version is not None and version != SCHEMA_VERSION:
         relation = "older" if version < SCHEMA_VERSION else "newer"
         _note(notes, f"{run_dir}: records use schema version {version}, {relation} than "
@@ -289,10 +289,15 @@ def _check_torn(jsonl: Path, notes: list[str]) -> None:
                          "was stopped mid-write)")
 
 
-def _schema_version(meta: dict[str, Any], table: pa.Table) -> int | None:
+def _schema_version(meta: dict[str, Any], parquet: Path | None) -> int | None:
+    """The records' schema version: run.json's, else the Parquet footer's, else None."""
     raw = meta.get("schema_version")
-    if raw is None:
-        raw = (table.schema.metadata or {}).get(b"loadkit_schema_version")
+    if raw is None and parquet is not None:
+        try:
+            footer = pq.read_schema(parquet).metadata or {}
+        except (OSError, pa.ArrowException):
+            footer = {}
+        raw = footer.get(b"loadkit_schema_version")
         raw = raw.decode() if raw is not None else None
     try:
         return int(raw) if raw is not None else None

@@ -1,0 +1,86 @@
+"""The HTML report: produced, self-contained, with plots and thresholds, and never a key."""
+
+from __future__ import annotations
+
+import base64
+import re
+import subprocess
+import sys
+
+import pytest
+
+from loadkit.report import REDACTED, redact, write_report
+
+
+def test_report_written_self_contained(run_a_dir, fake_key, tmp_path):
+    """report.html embeds every plot, shows the tables and thresholds, and loads nothing."""
+    path = write_report(run_a_dir, tmp_path / "out")
+    assert path == tmp_path / "out" / "report.html"
+    page = path.read_text(encoding="utf-8")
+    for section in ("Summary", "Thresholds", "Latency", "Seals", "Dedupe", "Backpressure",
+                    "Rate limiting", "Per worker", "Cross-check", "Options"):
+        assert f"<h2>{section}" in page, section
+    images = re.findall(r'src="data:image/png;base64,([^"]+)"', page)
+    assert len(images) == 7
+    for data in images:
+        assert base64.b64decode(data)[:8] == b"\x89PNG\r\n\x1a\n"
+    pngs = sorted(p.name for p in path.parent.glob("*.png"))
+    assert pngs == sorted(["throughput.png", "latency_over_time.png", "latency_cdf.png",
+                           "stall_histogram.png", "stall_vs_size.png", "seal_outcomes.png",
+                           "dedupe.png"])
+    assert all(p.stat().st_size > 5_000 for p in path.parent.glob("*.png"))
+    assert not re.search(r'(src|href)="(?!data:)', page)  # nothing fetched from elsewhere
+    assert "p95(total_ms) &lt; 2000" in page
+    assert "seal_rate &gt;= 0.5" in page
+    assert "pass" in page
+
+
+def test_report_contains_no_key(run_a_dir, fake_key, tmp_path, monkeypatch):
+    """The planted key (in options, a header and the environment) appears in no output file."""
+    monkeypatch.setenv("TRIGGER_SECRET_KEY", fake_key)
+    path = write_report(run_a_dir, tmp_path / "out")
+    for file in path.parent.iterdir():
+        assert fake_key.encode() not in file.read_bytes(), file.name
+    page = path.read_text(encoding="utf-8")
+    assert REDACTED in page
+    assert "LEAKCANARY" not in page
+
+
+def test_redact():
+    """Secret-named values, Trigger keys, bearer tokens and given strings are replaced."""
+    got = redact({"secret_key": "x", "api-key": "y", "users": 3, "key": "",
+                  "nested": [{"note": "Bearer abc.def tr_prod_123abc and s3cr3tvalue"}]},
+                 ("s3cr3tvalue",))
+    assert got == {"secret_key": REDACTED, "api-key": REDACTED, "users": 3, "key": "",
+                   "nested": [{"note": f"{REDACTED} {REDACTED} and {REDACTED}"}]}
+
+
+def test_report_default_folder_and_cli(run_a_dir):
+    """`loadkit report RUN_DIR` writes RUN_DIR/report/report.html and prints its path."""
+    result = subprocess.run([sys.executable, "-m", "loadkit", "report", str(run_a_dir)],
+                            capture_output=True, text=True, check=False)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == str(run_a_dir / "report" / "report.html")
+    assert (run_a_dir / "report" / "throughput.png").exists()
+
+
+def test_report_cli_bad_input(tmp_path):
+    """Not a run, or a bad resolution: one clear line, no traceback."""
+    result = subprocess.run([sys.executable, "-m", "loadkit", "report", str(tmp_path)],
+                            capture_output=True, text=True, check=False)
+    assert result.returncode == 1
+    assert "not a loadkit run directory" in result.stderr
+    assert "Traceback" not in result.stderr
+    result = subprocess.run([sys.executable, "-m", "loadkit", "report", str(tmp_path),
+                             "--resolution", "soon"], capture_output=True, text=True,
+                            check=False)
+    assert result.returncode == 2
+    assert "--resolution" in result.stderr
+
+
+def test_report_of_an_empty_run(make_run, meta_for, tmp_path):
+    """A run without batches still gets a report (with the loader's note in it)."""
+    run_dir = make_run("empty", [], meta_for("empty"))
+    with pytest.warns(UserWarning, match="no batch records"):
+        path = write_report(run_dir, tmp_path / "out")
+    assert "no batch records" in path.read_text(encoding="utf-8")
