@@ -1,4 +1,4 @@
-"""The ``loadkit`` command line: ``serve``, ``check`` and ``report`` now; ``send``, ``run`` to come.
+"""The ``loadkit`` command line: ``serve``, ``send``, ``check`` and ``report`` now; ``run`` to come.
 
 Each subcommand is a pair of functions: ``_add_<name>(subparsers)`` declares its flags and
 sets ``func`` to ``_cmd_<name>(args) -> int``. Flags are parsed into the same frozen config
@@ -26,6 +26,7 @@ def build_parser() -> argparse.ArgumentParser:
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
     subparsers.required = True
     _add_serve(subparsers)
+    _add_send(subparsers)
     _add_check(subparsers)
     _add_report(subparsers)
     return parser
@@ -279,6 +280,82 @@ def _cmd_check(args: argparse.Namespace) -> int:
     results = thresholds.evaluate(parsed, table)
     print(thresholds.format_table(results))
     return 0 if all(r.passed for r in results) else thresholds.EXIT_THRESHOLDS_FAILED
+
+
+# --- send --------------------------------------------------------------------------------
+
+
+def _add_send(subparsers: argparse._SubParsersAction) -> None:
+    from loadkit.generators import SPEC_FIELDS  # noqa: PLC0415 - keep `loadkit --help` fast
+    from loadkit.retry import RETRY_FIELDS  # noqa: PLC0415
+
+    p = subparsers.add_parser(
+        "send",
+        help="send one generated batch and print the result as JSON",
+        description="Create and stream one generated batch with the loadkit client (retries, "
+        "truth checks) and print everything measured as JSON. The target is --url, else "
+        "$TRIGGER_API_URL, else a reference server started for the duration; the secret key "
+        "comes from $TRIGGER_SECRET_KEY (never a flag: command lines are visible to other "
+        "users). Exit code 0 when the batch sealed (or was cached) without violations, else 1.",
+    )
+    p.add_argument("--url", default=None, help="the API's base URL (default $TRIGGER_API_URL, "
+                   "else a local reference server)")
+    p.add_argument("--seq", default="0", help="which batch of the spec to send (default 0)")
+    p.add_argument("--verify", action="store_true",
+                   help="after sealing, retrieve the batch and check its runs")
+    p.add_argument("--timeout", default="330", metavar="SECONDS", help="client timeout")
+    p.add_argument("--send-buffer-bytes", default=None, help="SO_SNDBUF of the client socket")
+    p.add_argument("--chunk-timings", action="store_true",
+                   help="include every chunk's write timing in the output")
+    spec = p.add_argument_group("batch spec")
+    for f in SPEC_FIELDS:
+        spec.add_argument("--" + f.name.replace("_", "-"), dest=f.name, default=None,
+                          help=f"{f.help} (default {f.default or 'none'})")
+    retry = p.add_argument_group("retries")
+    for f in RETRY_FIELDS:
+        retry.add_argument("--" + f.name.replace("_", "-"), dest="retry_" + f.name,
+                           default=None, help=f"{f.help} (default {f.default})")
+    p.set_defaults(func=_cmd_send)
+
+
+def _cmd_send(args: argparse.Namespace) -> int:
+    import contextlib  # noqa: PLC0415
+    import os  # noqa: PLC0415
+
+    import orjson  # noqa: PLC0415
+
+    from loadkit.client import BatchClient  # noqa: PLC0415
+    from loadkit.generators import SPEC_FIELDS, BatchSpec  # noqa: PLC0415
+    from loadkit.retry import RETRY_FIELDS, RetryPolicy  # noqa: PLC0415
+    from loadkit.server import ReferenceServer  # noqa: PLC0415
+
+    spec = BatchSpec.parse(**{f.name: getattr(args, f.name) for f in SPEC_FIELDS})
+    policy = RetryPolicy.parse(**{f.name: getattr(args, "retry_" + f.name) for f in RETRY_FIELDS})
+    try:
+        seq = int(args.seq)
+        timeout = float(args.timeout)
+        sndbuf = int(args.send_buffer_bytes) if args.send_buffer_bytes is not None else None
+    except ValueError as exc:
+        raise ConfigError("seq/timeout/send_buffer_bytes", str(exc), "numbers") from None
+    batch = spec.batch(seq)
+    url = args.url or os.environ.get("TRIGGER_API_URL")
+    key = None
+    with contextlib.ExitStack() as stack:
+        if not url:
+            server = stack.enter_context(ReferenceServer(
+                max_items=spec.max_items, item_max_bytes=spec.item_max_bytes,
+                secret_keys=(wire.DEFAULT_LOCAL_SECRET_KEY,)))
+            url, key = server.url, wire.DEFAULT_LOCAL_SECRET_KEY
+            print(f"loadkit send: no --url or TRIGGER_API_URL; started a reference server at "
+                  f"{url}", file=sys.stderr)
+        client = stack.enter_context(BatchClient(
+            url, key, retry=policy, timeout=timeout, verify=args.verify,
+            send_buffer_bytes=sndbuf, keep_chunk_timings=args.chunk_timings))
+        result = client.send(batch)
+    out = {"target": url, "spec": spec.as_settings(), "retry": policy.as_settings(),
+           **result.as_dict(chunk_timings=args.chunk_timings)}
+    sys.stdout.write(orjson.dumps(out, option=orjson.OPT_INDENT_2, default=str).decode() + "\n")
+    return 0 if result.ok else 1
 
 
 if __name__ == "__main__":  # pragma: no cover
