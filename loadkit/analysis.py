@@ -104,7 +104,7 @@ ERROR_OUTCOMES = ("failed", "not_sealed")
 _CATEGORICAL = ("run_id", "worker_id", "error_kind", "ratelimit_reset_unit")
 TIME_COLUMNS = {"intended_time": "intended_at", "started_time": "started_at",
                 "ended_time": "ended_at"}
-"""Derived datetime columns (UTC) → the epoch-seconds field they come from."""
+"""Derived ``datetime64[us, UTC]`` columns → the epoch-seconds field they come from."""
 
 
 # --- loading -----------------------------------------------------------------------------
@@ -332,20 +332,28 @@ def _to_frame(table: pa.Table, notes: list[str], where: str) -> pd.DataFrame:
         cols[name] = table.column(name).to_pandas()
     frame = pd.DataFrame(cols, copy=False)
     for derived, source in TIME_COLUMNS.items():
-        frame[derived] = pd.to_datetime(frame[source], unit="s", utc=True).astype(
-            "datetime64[ns, UTC]")
+        frame[derived] = _utc(frame[source].to_numpy(dtype=float))
     return frame
+
+
+def _utc(epoch_s: np.ndarray) -> pd.Series:
+    """Epoch seconds → ``datetime64[us, UTC]`` (NaN → NaT); microseconds match the precision
+    of a float epoch, and this is ~10× faster than ``pd.to_datetime(unit="s")``."""
+    us = np.round(epoch_s * 1e6)
+    ints = np.where(np.isnan(us), np.iinfo(np.int64).min, us).astype(np.int64)
+    return pd.Series(ints.view("M8[us]"), copy=False).dt.tz_localize("UTC")
 
 
 def _column(name: str, col: pa.ChunkedArray, target: pa.Field) -> Any:
     has_nulls = col.null_count > 0
-    if name == "outcome":
-        values = col.to_pandas()
-        cat = pd.Categorical(values, categories=list(OUTCOMES))
-        unknown = int(cat.isna().sum() - values.isna().sum())
-        if unknown:
-            cat = pd.Categorical(values)
-        return cat
+    if name == "outcome":  # categories in OUTCOMES order, so counts list every outcome
+        enc = col.combine_chunks().dictionary_encode()
+        seen = enc.dictionary.to_pylist()
+        if not set(seen) <= set(OUTCOMES):
+            return enc.to_pandas()  # unknown outcomes (a newer schema): keep them as found
+        remap = np.array([OUTCOMES.index(v) for v in seen] + [-1], dtype=np.int8)
+        codes = enc.indices.fill_null(len(seen)).to_numpy()
+        return pd.Categorical.from_codes(remap[codes], categories=list(OUTCOMES))
     if name in _CATEGORICAL:
         return col.dictionary_encode().to_pandas()
     kind = target.type

@@ -35,9 +35,10 @@ def test_load_run_types_and_meta(run_a):
     assert list(df["outcome"].cat.categories) == ["sealed", "cached", "not_sealed", "failed",
                                                   "dropped"]
     assert isinstance(df["worker_id"].dtype, pd.CategoricalDtype)
-    assert str(df["started_time"].dtype) == "datetime64[ns, UTC]"
+    assert str(df["started_time"].dtype) == "datetime64[us, UTC]"
     assert df["started_time"].iloc[1] == pd.Timestamp("2023-11-14 22:13:20.5", tz="UTC")
     assert df["intended_time"].isna().all()
+    assert str(df["intended_time"].dtype) == "datetime64[us, UTC]"
     assert df["sealed_attempt"].isna().sum() == 4
 
 

@@ -1,0 +1,193 @@
+"""Benchmark: loading and analysing a run vs a bare pyarrow read of the same Parquet file.
+
+Generates N synthetic batch records (default 1,000,000) in the real schema
+(:data:`loadkit.records.ARROW_SCHEMA`, vectorised with numpy; realistic shapes: lognormal
+latencies and sizes, 8 workers × 32 users over 10 minutes, ~1 % retried, ~0.5 % failed,
+a few faults and 429s), writes them as a run directory, then times in the same process:
+
+- bare:    ``pyarrow.parquet.read_table(records.parquet)``
+- loadkit: ``load_run(dir)`` + ``summary()`` + ``latency()`` + ``throughput("1s")``
+
+Each is run ``--repeat`` times; the best time counts. Prints the ratio (target ≤ 3×).
+
+    .venv/bin/python bench/analysis.py [--records 1000000] [--repeat 3]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import tempfile
+import time
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from loadkit.analysis import load_run
+from loadkit.records import ARROW_SCHEMA, SCHEMA_VERSION
+
+
+def synthetic(n: int, seed: int = 1) -> pa.Table:
+    """``n`` plausible records of one run, as an Arrow table with the record schema."""
+    rng = np.random.default_rng(seed)
+    t0 = 1_750_000_000.0
+    workers, users = 8, 256
+    user = rng.integers(0, users, n)
+    run_count = np.clip(rng.lognormal(np.log(500), 0.8, n), 1, 20_000).astype(np.int64)
+    payload = (run_count * np.clip(rng.lognormal(np.log(512), 0.6, n), 16, 100_000)).astype(
+        np.int64)
+    create = rng.lognormal(np.log(8), 0.5, n)
+    stream = rng.lognormal(np.log(40), 0.7, n) * run_count / 500
+    total = create + stream + rng.exponential(2, n)
+    started = t0 + np.sort(rng.uniform(0, 600, n))
+    ended = started + total / 1000
+    u = rng.random(n)
+    outcome = np.where(u < 0.005, "failed",
+                       np.where(u < 0.007, "not_sealed",
+                                np.where(u < 0.008, "cached", "sealed")))
+    sealed = outcome == "sealed"
+    attempts = np.where(rng.random(n) < 0.01, 2, 1) + (outcome == "not_sealed") * 2
+    attempts = np.where(outcome == "cached", 0, attempts)
+    dup = rng.binomial(run_count, 0.001)
+    gap = rng.binomial(run_count, 0.0005)
+    lines = run_count + dup - gap
+    stall_frac = np.clip(rng.beta(0.5, 6, n), 0, 1)
+    limited = (rng.random(n) < 0.002).astype(np.int64)
+    failed = outcome == "failed"
+    ids = rng.integers(0, 2**63, n, dtype=np.int64)
+
+    def nullable(values: np.ndarray, mask: np.ndarray, typ: pa.DataType) -> pa.Array:
+        return pa.array(values, type=typ, mask=mask)
+
+    never = np.zeros(n, dtype=bool)
+    cols = {
+        "run_id": pa.array(np.full(n, "bench-run"), pa.string()),
+        "worker_id": pa.array(np.char.add("worker-", (user % workers).astype(str)), pa.string()),
+        "user_id": user,
+        "seq": np.arange(n) // users,
+        "batch_id": pa.array(np.char.add("batch_", np.char.mod("%016x", ids)), pa.string()),
+        "intended_at": nullable(started, ~never, pa.float64()),
+        "started_at": started,
+        "ended_at": ended,
+        "create_ms": create,
+        "stream_ms": nullable(stream, outcome == "cached", pa.float64()),
+        "total_ms": total,
+        "total_from_intended_ms": nullable(total, ~never, pa.float64()),
+        "outcome": pa.array(outcome, pa.string()),
+        "sealed": sealed,
+        "sealed_attempt": nullable(attempts, ~sealed, pa.int64()),
+        "attempts": attempts,
+        "create_attempts": 1 + limited,
+        "status": nullable(np.where(failed, 503, 200), never, pa.int64()),
+        "error_kind": nullable(np.full(n, "connect"), ~failed, pa.string()),
+        "error": nullable(np.full(n, "connection dropped by the target"), ~failed, pa.string()),
+        "retry_reasons": pa.array(np.where(attempts > 1, "connect", ""), pa.string()),
+        "run_count": run_count,
+        "task_count": rng.integers(1, 4, n),
+        "payload_bytes": payload,
+        "lines_sent": lines,
+        "bytes_sent": payload + lines * 60,
+        "items_accepted": np.where(outcome == "cached", 0, run_count - gap),
+        "items_deduplicated": dup,
+        "enqueued_count": nullable(run_count - gap, gap == 0, pa.int64()),
+        "expected_count": nullable(run_count, gap == 0, pa.int64()),
+        "expected_status": np.full(n, 200),
+        "expected_accepted": run_count - gap,
+        "expected_deduplicated": dup,
+        "expected_sealed": gap == 0,
+        "fault_duplicate": dup,
+        "fault_gap": gap,
+        "fault_shuffle": (rng.random(n) < 0.01).astype(np.int64),
+        "fault_malformed": np.zeros(n, dtype=np.int64),
+        "fault_schema": np.zeros(n, dtype=np.int64),
+        "fault_out_of_range": np.zeros(n, dtype=np.int64),
+        "fault_oversized": (rng.random(n) < 0.001).astype(np.int64),
+        "violations": np.zeros(n, dtype=np.int64),
+        "violation_text": pa.nulls(n, pa.string()),
+        "verified": nullable(np.ones(n, dtype=bool), rng.random(n) > 0.01, pa.bool_()),
+        "stall_ms": np.nan_to_num(stream * stall_frac),
+        "stall_fraction": stall_frac,
+        "max_stall_ms": np.nan_to_num(stream * stall_frac / 3),
+        "send_bytes_per_s": nullable((payload + lines * 60) / (stream / 1000),
+                                     outcome == "cached", pa.float64()),
+        "send_items_per_s": nullable(lines / (stream / 1000), outcome == "cached", pa.float64()),
+        "response_tail_ms": nullable(rng.exponential(2, n), outcome == "cached", pa.float64()),
+        "rate_limit_wait_ms": limited * rng.uniform(100, 1000, n),
+        "rate_limited": limited,
+        "ratelimit_reset_unit": nullable(np.full(n, "s"), limited == 0, pa.string()),
+    }
+    arrays = [pa.array(cols[f.name], f.type) if not isinstance(cols[f.name], pa.Array)
+              else cols[f.name] for f in ARROW_SCHEMA]
+    return pa.Table.from_arrays(arrays, schema=ARROW_SCHEMA)
+
+
+def best(fn, repeat: int) -> float:
+    times = []
+    for _ in range(repeat):
+        t = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t)
+    return min(times)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--records", type=int, default=1_000_000)
+    parser.add_argument("--repeat", type=int, default=3)
+    args = parser.parse_args()
+
+    with tempfile.TemporaryDirectory() as tmp:
+        run_dir = Path(tmp) / "bench-run"
+        run_dir.mkdir()
+        t = time.perf_counter()
+        table = synthetic(args.records)
+        gen_s = time.perf_counter() - t
+        pq.write_table(table, run_dir / "records.parquet")
+        (run_dir / "run.json").write_text(json.dumps(
+            {"run_id": "bench-run", "schema_version": SCHEMA_VERSION}))
+        size = (run_dir / "records.parquet").stat().st_size
+        print(f"records: {args.records:,}  generated in {gen_s:.2f} s  "
+              f"parquet {size / 1e6:.1f} MB")
+
+        def bare() -> None:
+            pq.read_table(run_dir / "records.parquet")
+
+        answers = {}
+
+        def loadkit_path() -> None:
+            with warnings.catch_warnings():
+                warnings.simplefilter("error")
+                run = load_run(run_dir)
+            answers["summary"] = run.summary()
+            answers["latency"] = run.latency()
+            answers["throughput"] = run.throughput("1s")
+
+        bare()
+        loadkit_path()  # warm both (imports, page cache)
+        bare_s = best(bare, args.repeat)
+        steps = {}
+        run = load_run(run_dir)
+        steps["load_run"] = best(lambda: load_run(run_dir), args.repeat)
+        steps["summary"] = best(run.summary, args.repeat)
+        steps["latency"] = best(run.latency, args.repeat)
+        steps["throughput"] = best(lambda: run.throughput("1s"), args.repeat)
+        total_s = best(loadkit_path, args.repeat)
+
+        s = answers["summary"]
+        print(f"check: batches {s['batches']:,}  items/s {s['items_per_s']:,.0f}  "
+              f"p99 total {answers['latency'].loc['total', 'p99']:.1f} ms  "
+              f"buckets {len(answers['throughput'])}")
+        print(f"bare pyarrow read_table:                      {bare_s * 1000:8.1f} ms")
+        for name, secs in steps.items():
+            print(f"  {name:<12}                                {secs * 1000:8.1f} ms")
+        print(f"loadkit load_run+summary+latency+throughput:  {total_s * 1000:8.1f} ms")
+        ratio = total_s / bare_s
+        print(f"ratio loadkit / bare: {ratio:.2f}x  (target <= 3x: "
+              f"{'met' if ratio <= 3 else 'NOT met'})")
+
+
+if __name__ == "__main__":
+    main()
