@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-import csv
 import itertools
+import json
 import os
 import signal
 import subprocess
@@ -23,10 +23,11 @@ SMALL = ("--items", "20", "--payload-bytes", "64")
 KEY = "tr_dev_Distinctive_Key_7f3a9c21"
 
 
-def batch_requests(stats_csv) -> int:
-    with open(stats_csv, newline="") as fh:
-        rows = {(r["Type"], r["Name"]): r for r in csv.DictReader(fh)}
-    return int(rows[("BATCH", "batch")]["Request Count"])
+def batch_requests(stats_json) -> int:
+    """The number of "batch" requests in locust's final statistics (``--json-file``)."""
+    with open(stats_json) as fh:
+        rows = {(r["method"], r["name"]): r for r in json.load(fh)}
+    return int(rows[("BATCH", "batch")]["num_requests"])
 
 
 def all_files_text(root) -> dict[str, str]:
@@ -43,7 +44,7 @@ def test_readme_command_closed_model_records_csv_and_key_never_written(run_locus
     """The README's main command (shorter): every batch recorded, the key nowhere on disk."""
     run = run_locust(
         "--headless", "-u", "4", "-r", "4", "-t", "4s", *SMALL,
-        "--csv", "stats", "--html", "report.html",
+        "--json-file", "stats", "--csv", "stats", "--html", "report.html",
         "--threshold", "seal_rate >= 0.999", "--threshold", "violations == 0",
         env=clean_env(TRIGGER_SECRET_KEY=KEY),
     )
@@ -53,7 +54,7 @@ def test_readme_command_closed_model_records_csv_and_key_never_written(run_locus
     assert {p.name for p in run_dir.iterdir()} == {"run.json", RECORDS_JSONL, RECORDS_PARQUET}
     table = read_records(run_dir)
     assert table.num_rows > 20
-    assert table.num_rows == batch_requests(tmp_path / "stats_stats.csv")  # nothing lost
+    assert table.num_rows == batch_requests(tmp_path / "stats.json")  # nothing lost
     assert set(table.column("outcome").to_pylist()) == {"sealed"}
     assert set(table.column("worker_id").to_pylist()) == {"local"}
     assert len(set(table.column("seq").to_pylist())) == table.num_rows
@@ -200,14 +201,14 @@ def test_sigkill_leaves_readable_records(tmp_path):
 
 def test_processes_2_records_all_at_the_master(run_locust, tmp_path):
     run = run_locust("--headless", "-u", "4", "-r", "4", "-t", "4s", "--processes", "2",
-                     *SMALL, "--csv", "stats")
+                     *SMALL, "--json-file", "stats")
     assert run.returncode == 0, run.output[-3000:]
     table = read_records(run.run_dir)
     workers = Counter(table.column("worker_id").to_pylist())
     assert len(workers) == 2, workers
     assert all(n > 5 for n in workers.values())
     assert "local" not in workers
-    assert table.num_rows == batch_requests(tmp_path / "stats_stats.csv")
+    assert table.num_rows == batch_requests(tmp_path / "stats.json")
     assert len(set(table.column("seq").to_pylist())) == table.num_rows
     assert set(table.column("run_id").to_pylist()) == {run.run_dir.name}
 
@@ -219,7 +220,7 @@ def test_master_and_two_workers_on_loopback(tmp_path):
     master = subprocess.Popen(locust_argv(
         "--master", "--headless", "--expect-workers", "2", "--master-bind-host", "127.0.0.1",
         "--master-bind-port", str(port), "-u", "4", "-r", "4", "-t", "4s", *SMALL,
-        "--csv", "stats"), **common)
+        "--json-file", "stats"), **common)
     workers = [subprocess.Popen(locust_argv(
         "--worker", "--master-host", "127.0.0.1", "--master-port", str(port)), **common)
         for _ in range(2)]
@@ -237,7 +238,7 @@ def test_master_and_two_workers_on_loopback(tmp_path):
     table = read_records(run_dir)
     workers_seen = Counter(table.column("worker_id").to_pylist())
     assert len(workers_seen) == 2, workers_seen
-    assert table.num_rows == batch_requests(tmp_path / "stats_stats.csv")
+    assert table.num_rows == batch_requests(tmp_path / "stats.json")
 
 
 def test_open_model_keeps_the_timetable(run_locust):
