@@ -19,6 +19,7 @@ CHECK = (
         "",
         "loadkit.BatchSpec, loadkit.GeneratedBatch, loadkit.ConfigError",
         "import loadkit.wire, loadkit.generators, loadkit.errors, loadkit.distributions",
+        "import loadkit.options, loadkit.records, loadkit.thresholds, loadkit.cli",
     ],
 )
 def test_import_loadkit_never_imports_locust_or_gevent(touch):
