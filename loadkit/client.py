@@ -374,7 +374,7 @@ class BatchClient:
             t0 = time.perf_counter()
             try:
                 resp = self._http.post(path, content=content, headers=headers)
-            except httpx.HTTPError as exc:
+            except (httpx.HTTPError, httpx.InvalidURL) as exc:
                 error = self._transport_error(exc, path, sent=0)
                 retryable = not isinstance(error, ProtocolError)
             else:
@@ -384,11 +384,13 @@ class BatchClient:
                 raw = resp.content
                 if status in (200, 201, 202):
                     answer = self._json_object(raw, status, path)
-                    ok = (isinstance(answer.get("id"), str) and answer["id"]
+                    batch_id = answer.get("id")
+                    ok = (isinstance(batch_id, str) and batch_id and batch_id.isprintable()
+                          and not any(c in batch_id for c in "/?# ")
                           and _is_int(answer.get("runCount", run_count)))
                     if not ok:
                         raise ProtocolError(self._redact(
-                            f"{self.base_url}{path} answered {status} without a batch id: "
+                            f"{self.base_url}{path} answered {status} without a usable batch id: "
                             f"{_snippet(raw)!r}; check the URL points at a Trigger.dev API"))
                     track.create_ms = latency
                     return CreatedBatch(
@@ -448,7 +450,7 @@ class BatchClient:
             ) as resp:
                 t_head = time.perf_counter()
                 raw = resp.read()
-        except httpx.HTTPError as exc:
+        except (httpx.HTTPError, httpx.InvalidURL) as exc:
             t_end = time.perf_counter()
             body.close()
             if isinstance(exc, httpx.TimeoutException) and body.pending_since is not None:
@@ -518,7 +520,7 @@ class BatchClient:
 
     # -- errors ---------------------------------------------------------------------------
 
-    def _transport_error(self, exc: httpx.HTTPError, path: str, sent: int) -> TargetError:
+    def _transport_error(self, exc: Exception, path: str, sent: int) -> TargetError:
         where = f"{self.base_url}{path}"
         detail = self._redact(str(exc) or type(exc).__name__)
         if isinstance(exc, httpx.TimeoutException):

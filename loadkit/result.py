@@ -239,11 +239,9 @@ class BatchResult:
 
     @property
     def status(self) -> int | None:
-        """HTTP status of the last stream attempt (of the create when none was made)."""
-        for a in reversed(self.attempts):
-            if a.status is not None:
-                return a.status
-        return None if self.attempts else self.create_status
+        """HTTP status of the last stream attempt (None when it got no answer: dropped,
+        timeout); of the create when no stream was made."""
+        return self.attempts[-1].status if self.attempts else self.create_status
 
     @property
     def outcome(self) -> str:

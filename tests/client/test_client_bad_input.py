@@ -120,3 +120,16 @@ def test_bad_url_is_a_config_error(url, make_client):
     with pytest.raises(ConfigError) as info:
         make_client(url)
     assert info.value.field == "base_url"
+
+
+def test_unusable_batch_id_is_a_protocol_error(make_client):
+    """A create answer whose id cannot be put in a URL path is a protocol error."""
+    import httpx  # noqa: PLC0415
+
+    from .conftest import Script  # noqa: PLC0415
+
+    script = Script(create=[(202, {"id": "../../etc", "runCount": 50, "isCached": False}, {})])
+    client = make_client("http://scripted.test", transport=httpx.MockTransport(script))
+    result = client.send(BATCH)
+    _failed(result, "protocol", ProtocolError)
+    assert result.status == 202
