@@ -34,7 +34,7 @@ _EXPORTS: dict[str, str] = {
     "ServerConfig": "loadkit.server",
     # runs and analysis
     "run": "loadkit.runner",
-    "Run": "loadkit.runner",
+    "Run": "loadkit.analysis",
     "load_run": "loadkit.analysis",
     # errors
     "errors": "loadkit.errors",

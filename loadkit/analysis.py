@@ -125,6 +125,12 @@ class Run:
     source: str
     notes: list[str] = field(default_factory=list)
     """What the loader had to work around (each was also issued as a warning)."""
+    exit_code: int | None = None
+    """Set by :func:`loadkit.run`: locust's exit code (0 ok, 3 a threshold failed …)."""
+    log: Path | None = None
+    """Set by :func:`loadkit.run`: locust's log file."""
+    interrupted: bool = False
+    """Set by :func:`loadkit.run`: the run was stopped by an interrupt before its end."""
 
     @property
     def run_id(self) -> str:

@@ -1,0 +1,217 @@
+"""Run a load test from Python or Jupyter: locust in a subprocess, progress here, a Run back.
+
+::
+
+    import loadkit
+    run = loadkit.run(users=4, run_time="20s", items="uniform:50:200")
+    run.summary()
+
+Locust monkey-patches the interpreter at import and hangs Jupyter kernels, so it is never
+imported here: :func:`run` starts ``python -m locust -f locustfiles/stream.py --headless …``
+in its own process (and process group), writes locust's output to a log file, shows a
+progress bar (tqdm, notebook-aware: elapsed, batches, items/s, failed) read from the run's
+``records.jsonl`` as it grows, and returns the :class:`~loadkit.analysis.Run` loaded from the
+run directory. Interrupting (Ctrl-C, or the kernel's stop button) stops locust cleanly
+(SIGTERM: it records its last batches and writes Parquet) and still returns the run.
+
+Options are the run settings of :data:`loadkit.options.OPTIONS` as keywords; they are
+checked here, before anything starts, by the same :func:`~loadkit.options.parse_options`
+the locust flags go through, then handed to locust as those flags. The secret key is never
+on the command line: locust reads ``TRIGGER_SECRET_KEY`` from the environment.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import warnings
+from pathlib import Path
+from typing import Any
+
+from loadkit.errors import ConfigError, LoadkitError
+
+__all__ = ["run"]
+
+LOCUSTFILE = Path(__file__).resolve().parent.parent / "locustfiles" / "stream.py"
+_FALLBACK_LOCUSTFILE = '"""loadkit: generated locustfile."""\nfrom loadkit.locust_users import BatchUser  # noqa: F401\n'  # noqa: E501
+STOP_TIMEOUT = 60.0
+"""Seconds locust gets to stop after SIGTERM before it is killed."""
+
+
+def _seconds(run_time: str | float) -> float:
+    if isinstance(run_time, (int, float)):
+        return float(run_time)
+    total, number = 0.0, ""
+    units = {"h": 3600, "m": 60, "s": 1}
+    for ch in str(run_time).strip():
+        if ch.isdigit() or ch == ".":
+            number += ch
+        elif ch in units and number:
+            total += float(number) * units[ch]
+            number = ""
+        else:
+            raise ConfigError("run_time", run_time, "a duration like 30, '20s', '5m' or '1h30m'")
+    if number:
+        total += float(number)
+    if total <= 0:
+        raise ConfigError("run_time", run_time, "a positive duration like '20s'")
+    return total
+
+
+def _flags(options: dict[str, Any]) -> list[str]:
+    """Keyword options as locust flags (validated first by parse_options)."""
+    from loadkit.options import OPTIONS  # noqa: PLC0415
+
+    by_name = {o.name: o for o in OPTIONS}
+    argv: list[str] = []
+    for name, value in options.items():
+        if value is None:
+            continue
+        opt = by_name[name]
+        values = value if opt.kind == "list" and isinstance(value, (list, tuple)) else [value]
+        for v in values:
+            text = ("true" if v else "false") if isinstance(v, bool) else str(v)
+            argv += [opt.flag, text]
+    return argv
+
+
+class _Progress:
+    """Follows records.jsonl as it grows: batches, items and failures so far."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.offset = 0
+        self.partial = b""
+        self.batches = self.items = self.failed = 0
+
+    def update(self) -> None:
+        try:
+            with open(self.path, "rb") as fh:
+                fh.seek(self.offset)
+                data = fh.read()
+        except OSError:
+            return
+        self.offset += len(data)
+        data = self.partial + data
+        cut = data.rfind(b"\n") + 1
+        self.partial = data[cut:]
+        for line in data[:cut].splitlines():
+            try:
+                row = json.loads(line)
+            except ValueError:
+                continue
+            if row.get("outcome") == "dropped":
+                continue
+            self.batches += 1
+            self.items += int(row.get("items_accepted") or 0)
+            self.failed += row.get("outcome") in ("failed", "not_sealed")
+
+
+def _bar(total: float, desc: str, enabled: bool) -> Any:
+    with warnings.catch_warnings():  # tqdm.auto warns when ipywidgets is missing: fine
+        warnings.simplefilter("ignore")
+        from tqdm.auto import tqdm  # noqa: PLC0415
+
+        return tqdm(total=round(total), desc=desc, unit="s", disable=not enabled,
+                    bar_format="{desc} {bar} {n_fmt}/{total_fmt} s {postfix}")
+
+
+def run(users: int = 1, spawn_rate: float | None = None, run_time: str | float = "30s",
+        host: str | None = None, arrival_rate: float | None = None, *,
+        progress: bool = True, locustfile: str | Path | None = None,
+        locust_args: tuple[str, ...] | list[str] = (), **options: Any) -> Any:
+    """Run locust headless in a subprocess with ``users`` users for ``run_time``; return the
+    :class:`~loadkit.analysis.Run`.
+
+    ``host`` is the target (default: ``TRIGGER_API_URL``, else the embedded reference server);
+    ``arrival_rate`` batches/s switches to the open model; ``options`` are run settings
+    (``items``, ``payload_bytes``, ``faults``, ``threshold``, ``results_dir``, ``run_id`` …).
+    ``run.exit_code`` is locust's exit code (3: a threshold failed) and ``run.log`` its log.
+    """
+    from loadkit.options import new_run_id, parse_options  # noqa: PLC0415
+
+    if int(users) < 1:
+        raise ConfigError("users", users, "a whole number >= 1")
+    seconds = _seconds(run_time)
+    given = {k: v for k, v in {**options, "arrival_rate": arrival_rate}.items() if v is not None}
+    parsed = parse_options(**given)  # every bad value is reported here, before any start
+    run_id = parsed.run.run_id or new_run_id()
+    results = parsed.run.results_dir.expanduser().resolve()
+    given.update(run_id=run_id, results_dir=str(results))
+    results.mkdir(parents=True, exist_ok=True)
+    run_dir = results / run_id
+    log_path = results / f"{run_id}.locust.log"
+
+    if locustfile is None:
+        locustfile = LOCUSTFILE
+        if not LOCUSTFILE.exists():  # installed without the repository's locustfiles/
+            locustfile = results / f".{run_id}.locustfile.py"
+            locustfile.write_text(_FALLBACK_LOCUSTFILE, encoding="utf-8")
+    argv = [sys.executable, "-m", "locust", "-f", str(locustfile), "--headless",
+            "-u", str(int(users)), "-r", str(spawn_rate or users), "-t", f"{seconds:g}s",
+            *(["--host", host] if host else []), *_flags(given), *locust_args]
+    env = dict(os.environ, PYTHONUNBUFFERED="1")
+
+    interrupted = False
+    with open(log_path, "wb") as log:
+        proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT,
+                                stdin=subprocess.DEVNULL, env=env, start_new_session=True)
+        watch = _Progress(run_dir / "records.jsonl")
+        bar = _bar(seconds, f"loadkit {run_id}", progress)
+        started = time.monotonic()
+        try:
+            while proc.poll() is None:
+                with contextlib.suppress(subprocess.TimeoutExpired):
+                    proc.wait(timeout=0.5)
+                watch.update()
+                elapsed = time.monotonic() - started
+                bar.n = min(round(elapsed), bar.total)
+                bar.set_postfix_str(f"batches {watch.batches:,}  items/s "
+                                    f"{watch.items / max(elapsed, 1e-9):,.0f}  "
+                                    f"failed {watch.failed:,}", refresh=True)
+        except KeyboardInterrupt:
+            interrupted = True
+            bar.set_postfix_str("interrupted: stopping locust …", refresh=True)
+        finally:
+            if proc.poll() is None:
+                _stop(proc)
+            bar.close()
+
+    code = proc.returncode
+    if not run_dir.is_dir():
+        tail = log_path.read_text(encoding="utf-8", errors="replace").strip().splitlines()[-15:]
+        raise LoadkitError(f"locust exited with code {code} before the run started; "
+                           f"its log ({log_path}) ends:\n" + "\n".join(tail))
+    final_log = run_dir / "locust.log"
+    with contextlib.suppress(OSError):
+        os.replace(log_path, final_log)
+        log_path = final_log
+
+    from loadkit.analysis import load_run  # noqa: PLC0415
+
+    result = load_run(run_dir)
+    result.exit_code = code
+    result.log = log_path
+    result.interrupted = interrupted
+    return result
+
+
+def _stop(proc: subprocess.Popen[bytes]) -> None:
+    """SIGTERM (locust stops its users, records and writes Parquet), then SIGKILL."""
+    with contextlib.suppress(ProcessLookupError):
+        proc.send_signal(signal.SIGTERM)
+    while True:
+        try:
+            proc.wait(timeout=STOP_TIMEOUT)
+            return
+        except subprocess.TimeoutExpired:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGKILL)
+        except KeyboardInterrupt:  # a second interrupt: do not wait any longer
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGKILL)
