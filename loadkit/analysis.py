@@ -72,6 +72,7 @@ __all__ = [
     "dedupe",
     "latency",
     "latency_over_time",
+    "latest_run",
     "load_run",
     "parse_resolution",
     "percentile",
@@ -209,6 +210,17 @@ class Run:
 
     def compare(self, other: Run | pd.DataFrame) -> pd.DataFrame:
         return compare(self, other)
+
+
+def latest_run(results_dir: str | Path = "results") -> Path:
+    """The most recent run directory under ``results_dir`` (run ids sort by start time)."""
+    root = Path(results_dir).expanduser()
+    runs = sorted(p for p in root.iterdir() if p.is_dir() and (p / RUN_META).exists()) \
+        if root.is_dir() else []
+    if not runs:
+        raise RecordsError(f"{root} holds no run directories; start a run first "
+                           "(loadkit.run(...) or locust -f locustfiles/stream.py)")
+    return max(runs, key=lambda p: ((p / RUN_META).stat().st_mtime, p.name))
 
 
 def load_run(path: str | Path) -> Run:
