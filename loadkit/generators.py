@@ -391,13 +391,13 @@ class BatchSpec:
     def _head_len_cache(self) -> np.ndarray:
         return np.array([[len(h) for h in heads] for heads in self._head_cache], dtype=np.int64)
 
-    def _heads(self, task: np.ndarray, idx: np.ndarray | None, n: int) -> list[bytes]:
+    def _heads(self, task: np.ndarray, idx: range | np.ndarray) -> list[bytes]:
         """``{"index":I,"task":"T","payload":`` for each line; cached for small indices."""
         cache = self._head_cache
-        if idx is None and len(cache) == 1 and n <= _HEAD_CACHE:
-            return cache[0][:n]
+        if isinstance(idx, range) and len(cache) == 1 and idx.stop <= _HEAD_CACHE:
+            return cache[0][idx.start : idx.stop]
         parts = self._task_parts
-        idx_list = range(n) if idx is None else idx.tolist()
+        idx_list = list(idx) if isinstance(idx, range) else idx.tolist()
         return [
             cache[t][i] if i < _HEAD_CACHE else b'{"index":%d' % i + parts[t] + _PAYLOAD_OPEN
             for t, i in zip(task.tolist(), idx_list, strict=True)
@@ -435,6 +435,20 @@ _PAD = b"x" * 65536
 _MIN_FAST_SIZE = 8
 _MAX_FAST_SIZE = 1 << 17
 _HEAD_CACHE = 8192
+_WINDOW = 8192
+"""Lines prepared at a time by the fast encoder (bounds its memory)."""
+
+
+def _windows(bounds: list[int]) -> Iterator[tuple[int, int, list[int]]]:
+    """Group chunk bounds into windows of about ``_WINDOW`` lines: (start, stop, cuts), the
+    cuts relative to start."""
+    start = bounds[0]
+    cuts = [0]
+    for b in bounds[1:]:
+        cuts.append(b - start)
+        if b - start >= _WINDOW or b == bounds[-1]:
+            yield start, b, cuts
+            start, cuts = b, [0]
 
 
 class GeneratedBatch:
@@ -623,62 +637,65 @@ class GeneratedBatch:
         return pool.payload(size, int(self._base[i]), int(self._offset[i]))
 
     def _encode_fast(self, order: np.ndarray | None, chunk_bytes: int) -> Iterator[bytes]:
-        """Byte templates only: head, base, text slice, tail per line, joined per chunk.
+        """Byte templates only: head, payload parts, tail per line, joined per chunk.
 
         Chunk boundaries come from a cumulative sum of line lengths, so the Python work per
-        line is four list entries filled by slice assignment.
+        line is a few list entries filled by slice assignment. Lines are prepared in windows
+        of about ``_WINDOW`` lines, so memory stays flat however large the batch.
         """
         spec = self.spec
         pool = spec._pool
         n = self.run_count if order is None else len(order)
+        if n == 0:
+            return
         if order is None:
             sizes, offset, task = self._sizes, self._offset, self._task
         else:
             sizes, offset, task = self._sizes[order], self._offset[order], self._task[order]
-        head_len = spec._head_len(task, order, n)
-        line_len = head_len + sizes + 2
+        line_len = spec._head_len(task, order, n) + sizes + 2
         cum = np.cumsum(line_len)
         chunk_no = (cum - line_len) // chunk_bytes
         bounds = [0, *(np.flatnonzero(np.diff(chunk_no)) + 1).tolist(), n]
-        heads = spec._heads(task, order, n)
-        if self._pooled:
-            yield from self._chunks_pooled(heads, sizes, offset, bounds)
-            return
-        base = self._base if order is None else self._base[order]
-        ends = (offset + sizes - pool.open_len[base] - 2).tolist()
-        offsets = offset.tolist()
-        base_list = base.tolist()
-        bases, text = pool.opens, pool.text_bytes
-        for a, z in itertools.pairwise(bounds):
-            m = z - a
-            parts: list[bytes] = [b""] * (4 * m)
-            parts[0::4] = heads[a:z]
-            parts[1::4] = [bases[b] for b in base_list[a:z]]
-            parts[2::4] = [text[o:e] for o, e in zip(offsets[a:z], ends[a:z], strict=True)]
-            parts[3::4] = [_TAIL] * m
-            yield b"".join(parts)
+        del line_len, cum, chunk_no
+        if not self._pooled:
+            base = self._base if order is None else self._base[order]
+            ends = offset + sizes - pool.open_len[base] - 2
+        for wa, wz, cuts in _windows(bounds):
+            idx: range | np.ndarray = range(wa, wz) if order is None else order[wa:wz]
+            heads = spec._heads(task[wa:wz], idx)
+            if self._pooled:
+                payloads = self._pooled_payloads(sizes[wa:wz], offset[wa:wz])
+                for a, z in itertools.pairwise(cuts):
+                    m = z - a
+                    parts: list[bytes] = [b""] * (3 * m)
+                    parts[0::3] = heads[a:z]
+                    parts[1::3] = payloads[a:z]
+                    parts[2::3] = [_CLOSE] * m
+                    yield b"".join(parts)
+                continue
+            opens = [pool.opens[b] for b in base[wa:wz].tolist()]
+            text = pool.text_bytes
+            pads = [text[o:e] for o, e in zip(offset[wa:wz].tolist(), ends[wa:wz].tolist(),
+                                               strict=True)]
+            for a, z in itertools.pairwise(cuts):
+                m = z - a
+                parts = [b""] * (4 * m)
+                parts[0::4] = heads[a:z]
+                parts[1::4] = opens[a:z]
+                parts[2::4] = pads[a:z]
+                parts[3::4] = [_TAIL] * m
+                yield b"".join(parts)
 
-    def _chunks_pooled(
-        self, heads: list[bytes], sizes: np.ndarray, offset: np.ndarray, bounds: list[int]
-    ) -> Iterator[bytes]:
-        """Fast path when sizes take few values: head, pooled payload, close per line."""
+    def _pooled_payloads(self, sizes: np.ndarray, offset: np.ndarray) -> list[bytes]:
+        """Whole payloads picked from the per-size pools (sizes that take few values)."""
         pool = self.spec._pool
         values = np.unique(sizes)
         if len(values) == 1:
             payloads = pool.complete(int(values[0]))
-            picks = (offset % len(payloads)).tolist()
-            chosen = [payloads[k] for k in picks]
-        else:
-            lists = {int(v): pool.complete(int(v)) for v in values}
-            chosen = [lists[s][o % len(lists[s])]
-                      for s, o in zip(sizes.tolist(), offset.tolist(), strict=True)]
-        for a, z in itertools.pairwise(bounds):
-            m = z - a
-            parts: list[bytes] = [b""] * (3 * m)
-            parts[0::3] = heads[a:z]
-            parts[1::3] = chosen[a:z]
-            parts[2::3] = [_CLOSE] * m
-            yield b"".join(parts)
+            return [payloads[k] for k in (offset % len(payloads)).tolist()]
+        lists = {int(v): pool.complete(int(v)) for v in values}
+        return [lists[s][o % len(lists[s])]
+                for s, o in zip(sizes.tolist(), offset.tolist(), strict=True)]
 
     def _encode_general(
         self, order: np.ndarray | None, kinds: np.ndarray | None, chunk_bytes: int

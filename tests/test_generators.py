@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import tracemalloc
+
 import orjson
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -282,6 +284,27 @@ def test_idempotency_key_is_derived_from_seed_and_seq():
     spec = BatchSpec.parse(idempotency=True, seed=3)
     assert spec.batch(7).idempotency_key == "loadkit-3-7"
     assert BatchSpec.parse().batch(7).idempotency_key is None
+
+
+@pytest.mark.parametrize("payload_bytes", ["100", "uniform:50:150"])
+def test_memory_stays_flat_however_large_the_batch(payload_bytes):
+    """Streaming a 100,000-item batch allocates at most a few MB beyond one chunk at a time."""
+    spec = BatchSpec.parse(items="100000", max_items="100000", payload_bytes=payload_bytes)
+    batch = spec.batch(0)
+    list(spec.batch(1).chunks())  # warm the spec's pools outside the measurement
+    tracemalloc.start()
+    for _ in batch.chunks():
+        pass
+    for _ in batch.clean_chunks(range(0, 100_000, 2)):
+        pass
+    _, peak = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+    assert peak < 6_000_000  # the lines alone are ~15 MB
+
+
+def test_empty_subset_sends_nothing():
+    """clean_chunks of no indices yields no chunk at all."""
+    assert list(BatchSpec.parse().batch(0).clean_chunks([])) == []
 
 
 def test_large_batch_regenerates_without_holding_lines():
