@@ -880,12 +880,27 @@ def by_worker(run: Run | pd.DataFrame) -> pd.DataFrame:
 
 
 def by_task(run: Run | pd.DataFrame) -> pd.DataFrame:
-    """:func:`breakdown` per ``task_count`` (distinct task identifiers in a batch).
+    """:func:`breakdown` per task identifier, from each record's ``tasks`` (``name:count,…``).
 
-    The record keeps how many task identifiers a batch used, not which ones, so this is
-    the per-task breakdown the schema allows.
+    A batch that mixes tasks counts in each of its tasks' rows; ``items`` is the task's own
+    items in those batches (accepted batches only), ``bytes`` their share of bytes sent.
+    Records of schema version 1 carry no ``tasks``: they are grouped per ``task_count``.
     """
-    return breakdown(run, "task_count")
+    df = _sent(_frame(run))
+    tasks = df["tasks"].astype(object)
+    if len(df) and tasks.isna().all():
+        return breakdown(df, "task_count")
+    parts = tasks.fillna("").str.split(",").explode()
+    named = parts.str.rpartition(":")
+    counts = pd.to_numeric(named[2], errors="coerce").fillna(0).astype(np.int64)
+    rows = df.loc[parts.index].copy()
+    rows["task"] = named[0].to_numpy()
+    share = counts.to_numpy() / rows["run_count"].where(rows["run_count"] > 0, 1).to_numpy()
+    accepted = rows["outcome"].isin(("sealed", "cached")).to_numpy()
+    rows["items_accepted"] = np.where(accepted, counts.to_numpy(), 0)
+    rows["bytes_sent"] = np.rint(rows["bytes_sent"].to_numpy(dtype=float) * share).astype(
+        np.int64)
+    return breakdown(rows.reset_index(drop=True), "task")
 
 
 def _server_stats(meta: dict[str, Any]) -> dict[str, Any] | None:

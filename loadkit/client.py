@@ -582,7 +582,8 @@ class BatchClient:
         exp = batch.expected
         result = BatchResult(
             seq=batch.seq, run_count=batch.run_count, task_count=len(batch.task_identifiers),
-            payload_bytes=int(batch._sizes.sum()), expected=exp, resend=self.retry.resend,
+            tasks=",".join(f"{name}:{count}" for name, count in batch.task_counts.items()),
+            payload_bytes=batch.payload_bytes, expected=exp, resend=self.retry.resend,
             started_at=time.time(),
         )
         t0 = time.perf_counter()

@@ -498,6 +498,19 @@ class GeneratedBatch:
         )
         self._plan_faults(rng)
 
+    @property
+    def payload_bytes(self) -> int:
+        """The sum of the items' drawn payload sizes (the oversized fault's excess excluded)."""
+        return int(self._sizes.sum())
+
+    @property
+    def task_counts(self) -> dict[str, int]:
+        """Items per task identifier, in name order."""
+        counts = np.bincount(self._task, minlength=len(self.spec.tasks.names))
+        names = self.spec.tasks.names
+        return {names[t]: int(counts[t]) for t in sorted(range(len(names)),
+                                                         key=names.__getitem__) if counts[t]}
+
     # --- faults and expected outcome -----------------------------------------------------
 
     def _plan_faults(self, rng: np.random.Generator) -> None:

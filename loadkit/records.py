@@ -51,7 +51,8 @@ __all__ = [
     "write_run_meta",
 ]
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
+"""2 added ``tasks``; version-1 runs load with it empty."""
 
 OUTCOMES = ("sealed", "cached", "not_sealed", "failed", "dropped")
 """``sealed``: the batch sealed (first try or after retries); ``cached``: the create was an
@@ -143,6 +144,9 @@ class BatchRecord:
     """429 answers received (create and stream)."""
     ratelimit_reset_unit: str | None
     """How the server sent ``x-ratelimit-reset``: ``s`` (epoch seconds) or ``ms``."""
+    # added in schema version 2
+    tasks: str | None = None
+    """Items per task identifier, ``name:count`` joined by commas in name order."""
 
     def as_dict(self) -> dict[str, Any]:
         return {name: getattr(self, name) for name in FIELD_NAMES}

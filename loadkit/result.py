@@ -148,6 +148,8 @@ class BatchResult:
     resend: str
     """The retry policy's resend mode."""
     started_at: float
+    tasks: str = ""
+    """Items per task identifier, ``name:count,…`` (the record's ``tasks``)."""
     ended_at: float = 0.0
     total_ms: float = 0.0
     batch_id: str | None = None
@@ -329,6 +331,7 @@ class BatchResult:
             rate_limit_wait_ms=self.rate_limit_wait_ms,
             rate_limited=self.rate_limited,
             ratelimit_reset_unit=self.ratelimit_reset_unit,
+            tasks=self.tasks or None,
         )
 
     def as_dict(self, chunk_timings: bool = False) -> dict[str, Any]:
@@ -337,7 +340,7 @@ class BatchResult:
             "seq": self.seq, "batch_id": self.batch_id, "outcome": self.outcome,
             "sealed": self.sealed, "sealed_attempt": self.sealed_attempt,
             "cached": self.cached, "ok": self.ok,
-            "run_count": self.run_count, "task_count": self.task_count,
+            "run_count": self.run_count, "task_count": self.task_count, "tasks": self.tasks,
             "payload_bytes": self.payload_bytes, "resend": self.resend,
             "started_at": self.started_at, "ended_at": self.ended_at, "total_ms": self.total_ms,
             "create_ms": self.create_ms, "create_attempts": self.create_attempts,

@@ -11,6 +11,7 @@ from loadkit.errors import RecordsError
 from loadkit.records import (
     ARROW_SCHEMA,
     RECORDS_JSONL,
+    SCHEMA_VERSION,
     RecordWriter,
     create_run_dir,
     read_jsonl,
@@ -86,7 +87,7 @@ def test_run_meta_is_atomic_and_versioned(tmp_path):
     run_dir = create_run_dir(tmp_path, "meta")
     write_run_meta(run_dir, {"run_id": "meta", "options": {"items": "10"}})
     meta = read_run_meta(run_dir)
-    assert meta["schema_version"] == 1
+    assert meta["schema_version"] == SCHEMA_VERSION
     assert meta["options"] == {"items": "10"}
     write_run_meta(run_dir, {**meta, "ended_at": 5.0})
     assert read_run_meta(run_dir)["ended_at"] == 5.0

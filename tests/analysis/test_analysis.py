@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 
 from loadkit import analysis, thresholds
-from loadkit.analysis import load_run
+from loadkit.analysis import by_task, load_run
 from loadkit.errors import RecordsError
 
 
@@ -288,3 +288,22 @@ def test_repr_html(run_a):
     """A Run shows its summary in a notebook."""
     assert "run-a" in repr(run_a)
     assert "<table" in run_a._repr_html_()
+
+
+def test_by_task_counts_each_task_of_mixed_batches(run_a):
+    """Per task: the batches carrying it and its own items in accepted batches."""
+    df = run_a.batches.copy()
+    mixes = []
+    for i, run_count in enumerate(df["run_count"].tolist()):
+        email = run_count if i == 1 else run_count * 7 // 10
+        mixes.append(f"email:{email}" + (f",resize:{run_count - email}" if i != 1 else ""))
+    df["tasks"] = mixes
+    sent = df[df["outcome"] != "dropped"]
+    accepted = sent[sent["outcome"].isin(["sealed", "cached"])]
+    want_email = sum(int(m.split(",")[0].split(":")[1]) for m in accepted["tasks"])
+    want_resize = sum(int(m.split(",")[1].split(":")[1]) for m in accepted["tasks"] if "," in m)
+    table = by_task(df)
+    assert table.loc["email", "batches"] == len(sent)
+    assert table.loc["resize", "batches"] == len(sent) - 1
+    assert table.loc["email", "items"] == want_email
+    assert table.loc["resize", "items"] == want_resize

@@ -10,7 +10,7 @@ import pytest
 
 from loadkit.analysis import load_run
 from loadkit.errors import RecordsError
-from loadkit.records import ARROW_SCHEMA
+from loadkit.records import ARROW_SCHEMA, SCHEMA_VERSION
 
 
 def test_missing_path(tmp_path):
@@ -125,7 +125,7 @@ def test_older_schema_version_jsonl(make_run, records_a, meta_for):
     with pytest.warns(UserWarning, match="schema version") as caught:
         run = load_run(run_dir)
     text = " ".join(str(w.message) for w in caught)
-    assert "schema version 0, older than this loadkit's 1" in text
+    assert f"schema version 0, older than this loadkit's {SCHEMA_VERSION}" in text
     assert "stall_ms" in text
     assert run.batches["stall_ms"].isna().all()
     assert run.summary()["items"] == 639
