@@ -29,6 +29,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_send(subparsers)
     _add_check(subparsers)
     _add_report(subparsers)
+    _add_options(subparsers)
     return parser
 
 
@@ -360,3 +361,37 @@ def _cmd_send(args: argparse.Namespace) -> int:
 
 if __name__ == "__main__":  # pragma: no cover
     raise SystemExit(main())
+
+
+# -- options ------------------------------------------------------------------------------
+
+
+def _add_options(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser(
+        "options",
+        help="list every run option (locust flag, config key, notebook keyword)",
+        description="Every option of `locust -f locustfiles/stream.py` and `loadkit.run()`: "
+        "the flag, its default and what it does. (locust's own --help does not load the "
+        "locustfile, so it cannot list them.) Each option is also a locust.conf / "
+        "[tool.locust] key without the dashes and a LOCUST_<NAME> environment variable.",
+    )
+    p.add_argument("--group", choices=("spec", "client", "run", "server"),
+                   help="only the options of one group")
+    p.set_defaults(func=_cmd_options)
+
+
+def _cmd_options(args: argparse.Namespace) -> int:
+    from loadkit.options import OPTIONS  # noqa: PLC0415 - keep `loadkit --help` fast
+
+    titles = {"spec": "batches (generator)", "client": "client and retries",
+              "run": "run", "server": "embedded reference server (no --host)"}
+    for group, title in titles.items():
+        if args.group not in (None, group):
+            continue
+        print(f"{title}:")
+        for opt in (o for o in OPTIONS if o.group == group):
+            default = "" if opt.default in (None, "") else f" (default {opt.default})"
+            print(f"  {opt.flag}{default}")
+            print(f"      {opt.help}")
+        print()
+    return 0
