@@ -115,7 +115,13 @@ def _add_serve(subparsers: argparse._SubParsersAction) -> None:
         "--error-rate",
         default=None,
         metavar="FRACTION",
-        help="fraction of streams answered 500 (default 0)",
+        help="fraction of streams answered with an injected error (default 0)",
+    )
+    p.add_argument(
+        "--error-status",
+        default=None,
+        metavar="STATUS",
+        help="HTTP status of the injected errors, 500-599 (default 500)",
     )
     p.add_argument(
         "--error-should-retry",
@@ -176,6 +182,7 @@ _SERVE_FIELDS = (
     "rate_limit",
     "rate_limit_reset_unit",
     "error_rate",
+    "error_status",
     "error_should_retry",
     "drop_rate",
     "request_timeout",

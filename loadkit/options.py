@@ -129,8 +129,9 @@ _SERVER_HELP = {
     "run_rate": ("float", "runs made per second per environment (0 = as fast as enqueued)"),
     "rate_limit": ("str", "batch token bucket MAX:REFILL/INTERVAL, e.g. 1200:100/10s, or off"),
     "rate_limit_reset_unit": ("str", "unit of x-ratelimit-reset: s or ms"),
-    "error_rate": ("float", "fraction of streams answered 500"),
-    "error_should_retry": ("float", "fraction of injected 500s sent with x-should-retry: true"),
+    "error_rate": ("float", "fraction of streams answered with an injected error"),
+    "error_status": ("int", "HTTP status of the injected errors (500-599)"),
+    "error_should_retry": ("float", "fraction of injected errors sent with x-should-retry: true"),
     "drop_rate": ("float", "fraction of streams whose connection is dropped part-way"),
     "request_timeout": ("float", "answer 408 after this many seconds (0 = never)"),
     "create_delay": ("float", "seconds added to every create answer"),
@@ -140,7 +141,7 @@ _SERVER_HELP = {
 }
 _SERVER_DEFAULTS: dict[str, Any] = {
     "ingest_concurrency": 10, "enqueue_delay": 0.0, "ingest_rate": 0.0, "run_rate": 0.0,
-    "rate_limit": None, "rate_limit_reset_unit": "s", "error_rate": 0.0,
+    "rate_limit": None, "rate_limit_reset_unit": "s", "error_rate": 0.0, "error_status": 500,
     "error_should_retry": 1.0, "drop_rate": 0.0, "request_timeout": 300.0,
     "create_delay": 0.0, "seal_timeout": 1800.0, "engine_tick": 0.05, "seed": None,
 }

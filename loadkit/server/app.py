@@ -329,7 +329,8 @@ class ReferenceApp:
         if inject_error:
             stats.injected_errors += 1
             flag = b"true" if should_retry else b"false"
-            return await self._error(send, 500, wire.msg.injected_error(), [(_SHOULD_RETRY, flag)])
+            return await self._error(send, cfg.error_status, wire.msg.injected_error(),
+                                     [(_SHOULD_RETRY, flag)])
         if outcome == "empty":
             return await self._error(send, 400, wire.msg.no_body())
         if ingest.error is not None:

@@ -86,9 +86,13 @@ class ServerConfig:
     rate_limit_reset_unit: str = "s"
     """Unit of ``x-ratelimit-reset``: ``s`` (epoch seconds, as the real batch limiter) or ``ms``."""
     error_rate: float = 0.0
-    """Fraction of stream requests answered 500 (body read and discarded, nothing enqueued)."""
+    """Fraction of stream requests answered ``error_status`` (body read and discarded, nothing
+    enqueued)."""
+    error_status: int = 500
+    """Status of the injected errors: 500 (the real server's own error answer) or another 5xx,
+    e.g. 503 as a proxy or load balancer in front of it answers."""
     error_should_retry: float = 1.0
-    """Fraction of injected 500s that carry ``x-should-retry: true`` (the rest say false)."""
+    """Fraction of injected errors that carry ``x-should-retry: true`` (the rest say false)."""
     drop_rate: float = 0.0
     """Fraction of stream requests whose connection is dropped part-way through the body."""
     request_timeout: float = 300.0
@@ -154,7 +158,7 @@ class ServerConfig:
         return out
 
 
-_INT_FIELDS = {"port", "max_items", "item_max_bytes", "ingest_concurrency"}
+_INT_FIELDS = {"port", "max_items", "item_max_bytes", "ingest_concurrency", "error_status"}
 _FLOAT_FIELDS = {
     "enqueue_delay",
     "ingest_rate",
@@ -242,6 +246,8 @@ def _check(c: ServerConfig) -> None:
             raise ConfigError(name, value, "a number of at least 0")
         if name in _FRACTIONS and value > 1:
             raise ConfigError(name, value, "a fraction from 0 to 1")
+    if not 500 <= c.error_status <= 599:
+        raise ConfigError("error_status", c.error_status, "an HTTP status from 500 to 599")
     if c.engine_tick <= 0:
         raise ConfigError("engine_tick", c.engine_tick, "a number of seconds above 0")
     if c.rate_limit_reset_unit not in ("s", "ms"):

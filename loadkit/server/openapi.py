@@ -149,14 +149,18 @@ def openapi_document(config: ServerConfig | None = None) -> dict[str, Any]:
                             "Validation error (unknown batch, invalid item, index ≥ runCount, "
                             "aborted batch)"
                         ),
-                        "500": _error(
-                            "Internal server error",
-                            {
-                                wire.Header.SHOULD_RETRY: {
-                                    "schema": {"type": "string", "enum": ["true", "false"]}
-                                }
-                            },
-                        ),
+                        **{
+                            str(status): _error(
+                                "Internal server error" if status == 500
+                                else "Injected error (error_status)",
+                                {
+                                    wire.Header.SHOULD_RETRY: {
+                                        "schema": {"type": "string", "enum": ["true", "false"]}
+                                    }
+                                },
+                            )
+                            for status in sorted({500, cfg.error_status})
+                        },
                     },
                 }
             },

@@ -9,7 +9,8 @@ import httpx
 import pytest
 
 from loadkit import wire
-from loadkit.server import ReferenceServer
+from loadkit.errors import ConfigError
+from loadkit.server import ReferenceServer, ServerConfig
 
 from .conftest import KEY, Api, lines
 
@@ -196,3 +197,22 @@ def test_never_ending_body_answers_408():
         assert answer.startswith(b"HTTP/1.1 408")
         assert 0.3 <= elapsed <= 2
         assert api.stats()["timeouts"] == 1
+
+
+def test_error_status_sets_the_status_of_injected_errors():
+    """error_status 503 answers every injected error 503 {error}; values outside 5xx are refused."""
+    with (
+        ReferenceServer(mode="thread", error_rate=1.0, error_status=503, seed=1) as s,
+        Api(s.url) as api,
+    ):
+        r = api.stream(api.new_batch(1), lines([0]))
+        assert r.status_code == 503
+        assert r.json()["error"] == wire.msg.injected_error()
+        assert r.headers[wire.Header.SHOULD_RETRY] == "true"
+        assert s.stats()["injected_errors"] == 1
+        assert s.stats()["responses_by_status"]["503"] == 1
+    assert ServerConfig.parse(error_status="503").to_argv() == ["--error-status", "503"]
+    for bad in ("404", "600", "x"):
+        with pytest.raises(ConfigError) as info:
+            ServerConfig.parse(error_status=bad)
+        assert info.value.field == "error_status"
