@@ -381,11 +381,19 @@ class BatchSpec:
         return [b',"task":' + orjson.dumps(name) for name in self.tasks.names]
 
     @cached_property
+    def _head_formats(self) -> list[bytes]:
+        """``{"index":%d,"task":"T","payload":`` per task, for ``fmt % index``."""
+        return [_INDEX_OPEN + b"%d" + part.replace(b"%", b"%%") + _PAYLOAD_OPEN
+                for part in self._task_parts]
+
+    @cached_property
+    def _head_cache_size(self) -> int:
+        return min(self.max_items, _HEAD_CACHE)
+
+    @cached_property
     def _head_cache(self) -> list[list[bytes]]:
-        return [
-            [b'{"index":%d' % i + part + _PAYLOAD_OPEN for i in range(_HEAD_CACHE)]
-            for part in self._task_parts
-        ]
+        size = self._head_cache_size
+        return [[fmt % i for i in range(size)] for fmt in self._head_formats]
 
     @cached_property
     def _head_len_cache(self) -> np.ndarray:
@@ -393,19 +401,22 @@ class BatchSpec:
 
     def _heads(self, task: np.ndarray, idx: range | np.ndarray) -> list[bytes]:
         """``{"index":I,"task":"T","payload":`` for each line; cached for small indices."""
-        cache = self._head_cache
-        if isinstance(idx, range) and len(cache) == 1 and idx.stop <= _HEAD_CACHE:
-            return cache[0][idx.start : idx.stop]
-        parts = self._task_parts
+        cache, size = self._head_cache, self._head_cache_size
+        if isinstance(idx, range) and len(cache) == 1:
+            if idx.stop <= size:
+                return cache[0][idx.start : idx.stop]
+            fmt = self._head_formats[0]
+            return [fmt % i for i in idx]
+        formats = self._head_formats
         idx_list = list(idx) if isinstance(idx, range) else idx.tolist()
         return [
-            cache[t][i] if i < _HEAD_CACHE else b'{"index":%d' % i + parts[t] + _PAYLOAD_OPEN
+            cache[t][i] if i < size else formats[t] % i
             for t, i in zip(task.tolist(), idx_list, strict=True)
         ]
 
     def _head_len(self, task: np.ndarray, idx: np.ndarray | None, n: int) -> np.ndarray:
         cache = self._head_len_cache
-        if idx is None and n <= _HEAD_CACHE:
+        if idx is None and n <= self._head_cache_size:
             return cache[0, :n] if len(cache) == 1 else cache[task, np.arange(n)]
         positions = np.arange(n) if idx is None else idx
         digits = np.ones(n, dtype=np.int64)
@@ -434,7 +445,8 @@ _TAIL = b'"}}\n'
 _PAD = b"x" * 65536
 _MIN_FAST_SIZE = 8
 _MAX_FAST_SIZE = 1 << 17
-_HEAD_CACHE = 8192
+_HEAD_CACHE = 32_768
+"""Line heads cached per task: up to the spec's max_items, at most this many (~2.5 MB)."""
 _WINDOW = 8192
 """Lines prepared at a time by the fast encoder (bounds its memory)."""
 

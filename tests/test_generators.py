@@ -143,6 +143,22 @@ def test_chunks_are_coalesced_lines(chunk_bytes):
         assert all(len(c) >= chunk_bytes - 1000 for c in chunks[:-1])
 
 
+@pytest.mark.parametrize(
+    "settings",
+    [{"payload_bytes": "64"}, {"payload_bytes": "uniform:8:300"},
+     {"payload_bytes": "choice:10,80", "tasks": "a%b:2,c"},
+     {"payload_bytes": "lognormal:100:1", "tasks": "x,y,z"}],
+)
+def test_fast_chunks_equal_line_by_line_encoding(settings):
+    """The chunk encoder gives the same bytes as line-by-line encoding, beyond the head cache."""
+    spec = BatchSpec.parse(items="40000", max_items="40000", **settings)
+    batch = spec.batch(1)
+    joined = b"".join(batch.chunks())
+    assert joined == b"".join(batch.lines())
+    last = orjson.loads(joined[joined.rindex(b"\n", 0, -1) + 1:])
+    assert last["index"] == 39_999
+
+
 def test_default_chunks_are_64_kib():
     """By default chunks are about 64 KiB, never one line per chunk."""
     batch = BatchSpec.parse(items="1000", payload_bytes="500").batch(0)
