@@ -138,11 +138,14 @@ class CreatedBatch:
 class _CreateTrack:
     """Counters a create keeps while retrying (copied to the result even when it fails)."""
 
-    __slots__ = ("attempts", "create_ms", "rate_limit_wait_ms", "rate_limited", "reset_unit",
-                 "status")
+    __slots__ = ("attempts", "create_ms", "rate_limit_wait_ms", "rate_limited", "reasons",
+                 "reset_unit", "status")
 
     def __init__(self) -> None:
         self.attempts = 0
+        self.reasons: list[str] = []
+        """Why each create attempt that was retried ended: ``connect``, ``dropped``,
+        ``timeout`` or the HTTP status."""
         self.status: int | None = None
         self.create_ms: float | None = None
         self.rate_limited = 0
@@ -377,6 +380,8 @@ class BatchClient:
             except (httpx.HTTPError, httpx.InvalidURL) as exc:
                 error = self._transport_error(exc, path, sent=0)
                 retryable = not isinstance(error, ProtocolError)
+                reason = ("timeout" if isinstance(error, TargetTimeout)
+                          else "connect" if isinstance(exc, httpx.ConnectError) else "dropped")
             else:
                 latency = (time.perf_counter() - t0) * 1000.0
                 status = resp.status_code
@@ -401,6 +406,7 @@ class BatchClient:
                         ratelimit_reset_unit=track.reset_unit, answer=answer,
                     )
                 error = self._status_error(status, raw, path)
+                reason = str(status)
                 retryable = status != 401 and policy.status_retryable(status, resp.headers)
                 if status == 429:
                     track.rate_limited += 1
@@ -411,6 +417,7 @@ class BatchClient:
                             track.reset_unit = rl.unit
             if not retryable or attempt == policy.create_attempts:
                 raise error
+            track.reasons.append(reason)
             if wait is not None:
                 track.rate_limit_wait_ms += wait * 1000.0
             else:
@@ -609,6 +616,7 @@ class BatchClient:
             result.error = exc
             result.error_kind = "rate_limited" if track.status == 429 else exc.kind
         result.create_attempts = track.attempts
+        result.create_retry_reasons = track.reasons
         result.create_status = track.status
         result.create_ms = track.create_ms
         result.rate_limited = track.rate_limited

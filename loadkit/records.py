@@ -97,7 +97,8 @@ class BatchRecord:
     """Why the batch failed: auth, connect, timeout, protocol, status, rate_limited …"""
     error: str | None
     retry_reasons: str
-    """Comma-separated reason each retried attempt ended, e.g. ``not_sealed,connect,429``."""
+    """Comma-separated reason each retried attempt ended, e.g. ``not_sealed,connect,429``;
+    retried creates come first, prefixed ``create:`` (``create:429,create:connect,503``)."""
     # sizes and server answers
     run_count: int
     task_count: int

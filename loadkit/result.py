@@ -157,6 +157,8 @@ class BatchResult:
     """Create latency of the successful create request (None when no create succeeded)."""
     create_attempts: int = 0
     create_status: int | None = None
+    create_retry_reasons: list[str] = field(default_factory=list)
+    """Why each retried create attempt ended (``connect``, ``dropped``, ``timeout``, ``429`` …)."""
     cached: bool = False
     attempts: list[Attempt] = field(default_factory=list)
     sealed: bool = False
@@ -257,8 +259,10 @@ class BatchResult:
 
     @property
     def retry_reasons(self) -> str:
-        """Why each attempt that was followed by another one ended."""
-        return ",".join(a.reason for a in self.attempts[:-1])
+        """Why each attempt that was followed by another one ended: retried creates first,
+        prefixed ``create:`` (``create:429``, ``create:connect``), then stream attempts."""
+        return ",".join([*(f"create:{r}" for r in self.create_retry_reasons),
+                         *(a.reason for a in self.attempts[:-1])])
 
     @property
     def ok(self) -> bool:

@@ -222,3 +222,26 @@ def test_reported_send_rate_matches_server_ingest_rate(make_server, make_client)
     result = make_client(srv.url).send(BatchSpec.parse(items="1000", payload_bytes="200").batch(0))
     assert result.ok
     assert result.send_items_per_s == pytest.approx(2000, rel=0.15)
+
+
+def test_retried_creates_are_named_in_retry_reasons(make_client):
+    """Create retries (connect, 503, 429) come first in retry_reasons, prefixed 'create:'."""
+    script = Script(create=[(503, {"error": "down"}, {}),
+                            (429, {"error": "slow"}, {"retry-after": "0"}), (202, None, {})],
+                    stream=[(503, {"error": "down"}, {}), "seal"])
+    calls = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        calls.append(request.url.path)
+        if len(calls) == 1:
+            raise httpx.ConnectError("connection refused", request=request)
+        return script(request)
+
+    result = _scripted(make_client, handler, retry=FAST.replace(attempts=3)).send(
+        BatchSpec.parse(items="10").batch(0))
+    assert result.ok, (result.violations, result.error)
+    assert result.create_attempts == 4
+    assert result.retry_reasons == "create:connect,create:503,create:429,503"
+    rec = result.to_record(run_id="r", worker_id="w", user_id=0)
+    assert rec.retry_reasons == "create:connect,create:503,create:429,503"
+    assert rec.rate_limited == 1
