@@ -44,6 +44,8 @@ import pyarrow.parquet as pq
 from loadkit.errors import RecordsError
 from loadkit.records import (
     ARROW_SCHEMA,
+    CHUNK_FIELDS,
+    CHUNKS_JSONL,
     FIELD_NAMES,
     OUTCOMES,
     RECORDS_JSONL,
@@ -83,10 +85,12 @@ __all__ = [
     "stall_distribution",
     "summary",
     "throughput",
+    "window",
 ]
 
-CHUNK_FILES = ("chunks.parquet", "chunks.jsonl")
-"""Per-chunk write timings, when the client kept them (hook: no writer produces them yet)."""
+CHUNK_FILES = ("chunks.parquet", CHUNKS_JSONL)
+"""Per-chunk write timings, when the run kept them (``keep_chunk_timings``: the locust
+adapter appends ``chunks.jsonl``; columns :data:`loadkit.records.CHUNK_FIELDS`)."""
 
 PERCENTILES: tuple[float, ...] = (50, 90, 95, 99, 99.9)
 LATENCY_METRICS: dict[str, str] = {
@@ -183,6 +187,9 @@ class Run:
 
     def chunk_timeline(self) -> pd.DataFrame:
         return chunk_timeline(self)
+
+    def window(self, start: float | None = None, end: float | None = None) -> Run:
+        return window(self, start, end)
 
     def dedupe(self) -> pd.DataFrame:
         return dedupe(self)
@@ -709,19 +716,71 @@ def stall_by_size(run: Run | pd.DataFrame, by: str = "run_count",
 
 
 def chunk_timeline(run: Run) -> pd.DataFrame:
-    """Per-chunk write timings of the run, when the client kept them (``chunks.parquet`` or
-    ``chunks.jsonl`` in the run directory); :class:`RecordsError` when it did not."""
+    """Every body chunk the run wrote, in time order, when it kept per-chunk timings
+    (``keep_chunk_timings``: ``chunks.jsonl``, or ``chunks.parquet``); :class:`RecordsError`
+    when it did not.
+
+    Columns: :data:`loadkit.records.CHUNK_FIELDS` (``write_ms`` is the chunk's stall) plus
+    ``time`` (UTC) and ``elapsed_s`` (seconds since the run's first batch start, else since
+    the first chunk). A torn last line of a killed run is skipped.
+    """
     if not isinstance(run, Run):
         raise TypeError("chunk_timeline needs a Run (the timings live in the run directory)")
     for name in CHUNK_FILES:
         path = run.path / name
         if path.exists():
-            if name.endswith(".parquet"):
-                return pq.read_table(path).to_pandas()
-            return pd.read_json(path, lines=True)
-    raise RecordsError(f"{run.path}: this run kept no per-chunk timings (no "
-                       f"{' or '.join(CHUNK_FILES)}); only per-batch stall figures are "
-                       "recorded — see backpressure() and stall_by_size()")
+            frame = (pq.read_table(path).to_pandas() if name.endswith(".parquet")
+                     else pd.DataFrame(read_jsonl(path)))
+            break
+    else:
+        raise RecordsError(f"{run.path}: this run kept no per-chunk timings (no "
+                           f"{' or '.join(CHUNK_FILES)}); run with keep_chunk_timings=true "
+                           "(--keep-chunk-timings true) to get them; per-batch stall figures "
+                           "are always recorded — see backpressure() and stall_by_size()")
+    for col in CHUNK_FIELDS:
+        if col not in frame:
+            frame[col] = pd.Series(dtype=float)
+    frame = frame.sort_values(["at", "seq", "attempt", "chunk"], kind="stable")
+    frame = frame.reset_index(drop=True)
+    at = frame["at"].to_numpy(dtype=float)
+    starts = run.batches["started_at"] if len(run.batches) else pd.Series(dtype=float)
+    origin = float(starts.min()) if len(starts) else (float(at.min()) if at.size else 0.0)
+    frame["time"] = _utc(at)
+    frame["elapsed_s"] = at - origin
+    return frame
+
+
+def window(run: Run, start: float | None = None, end: float | None = None) -> Run:
+    """The part of ``run`` whose batches started from ``start`` to before ``end`` seconds
+    after the run's first batch start (None: open-ended), as a :class:`Run`.
+
+    For steady-state figures: ``run.window(2).latency()`` leaves out the first two seconds
+    (connections opening, caches warming). Every figure of the returned Run is over those
+    batches only (``duration_s`` spans their first start to their last end); its
+    :func:`crosscheck` is None, since the server's counters cover the whole run.
+    """
+    if not isinstance(run, Run):
+        raise TypeError("window needs a Run from load_run()")
+    for name, value in (("start", start), ("end", end)):
+        if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))
+                                  or not math.isfinite(value) or value < 0):
+            raise ValueError(f"{name}: {value!r}; give seconds since the run's first start")
+    if start is not None and end is not None and end <= start:
+        raise ValueError(f"end ({end:g}) must be after start ({start:g})")
+    df = run.batches
+    if len(df):
+        offset = df["started_at"].to_numpy(dtype=float) - float(df["started_at"].min())
+        keep = np.ones(len(df), dtype=bool)
+        if start is not None:
+            keep &= offset >= start
+        if end is not None:
+            keep &= offset < end
+        df = df[keep].reset_index(drop=True)
+    meta = {k: v for k, v in run.meta.items() if k not in ("server_stats", "server")}
+    meta["window"] = {"start_s": start, "end_s": end}
+    return Run(path=run.path, meta=meta, batches=df, source=run.source,
+               notes=list(run.notes), exit_code=run.exit_code, log=run.log,
+               interrupted=run.interrupted)
 
 
 def dedupe(run: Run | pd.DataFrame) -> pd.DataFrame:

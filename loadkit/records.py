@@ -7,7 +7,9 @@ A run directory (``results/<run_id>/``) holds:
 - ``records.jsonl`` — one JSON object per batch (the fields of :class:`BatchRecord`),
   appended and flushed at least every second while the run goes on: a killed run leaves a
   readable file that loses at most the last second (a torn last line is skipped on read);
-- ``records.parquet`` — the same rows, written once at the end with :data:`ARROW_SCHEMA`.
+- ``records.parquet`` — the same rows, written once at the end with :data:`ARROW_SCHEMA`;
+- ``chunks.jsonl`` — only with ``keep_chunk_timings``: one row per body chunk written
+  (:data:`CHUNK_FIELDS`), appended as crash-safely as ``records.jsonl``.
 
 Times: ``*_at`` fields are wall-clock epoch seconds (``time.time()``); ``*_ms`` fields are
 durations in milliseconds measured with ``time.perf_counter()``.
@@ -34,6 +36,8 @@ from loadkit.errors import RecordsError
 
 __all__ = [
     "ARROW_SCHEMA",
+    "CHUNKS_JSONL",
+    "CHUNK_FIELDS",
     "FIELD_NAMES",
     "OUTCOMES",
     "RECORDS_JSONL",
@@ -177,6 +181,15 @@ ARROW_SCHEMA: pa.Schema = pa.schema(
 RUN_META = "run.json"
 RECORDS_JSONL = "records.jsonl"
 RECORDS_PARQUET = "records.parquet"
+CHUNKS_JSONL = "chunks.jsonl"
+CHUNK_FIELDS: tuple[str, ...] = (
+    "run_id", "worker_id", "user_id", "seq", "batch_id", "attempt", "chunk", "at",
+    "offset_ms", "offset_bytes", "bytes", "write_ms",
+)
+"""Columns of ``chunks.jsonl``: which batch and stream attempt (1 = first), the chunk's
+number in that attempt (0-based), ``at`` (epoch seconds it was handed to the transport),
+``offset_ms`` (ms from the attempt's start), ``offset_bytes`` (body bytes before it),
+``bytes`` (its size) and ``write_ms`` (how long its write took to be accepted: its stall)."""
 
 
 def _fsync_dir(path: Path) -> None:

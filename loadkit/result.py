@@ -271,6 +271,26 @@ class BatchResult:
 
     # -- output ---------------------------------------------------------------------------
 
+    def chunk_rows(self, *, run_id: str, worker_id: str, user_id: int) -> list[dict[str, Any]]:
+        """One row per body chunk written, all attempts (fields of
+        :data:`loadkit.records.CHUNK_FIELDS`); empty unless chunk timings were kept."""
+        rows: list[dict[str, Any]] = []
+        for a in self.attempts:
+            t = a.timings
+            if t is None:
+                continue
+            offset = 0
+            for k, (at_ms, write_ms, size) in enumerate(zip(t.at_ms, t.write_ms, t.size,
+                                                             strict=True)):
+                rows.append({
+                    "run_id": run_id, "worker_id": worker_id, "user_id": user_id,
+                    "seq": self.seq, "batch_id": self.batch_id, "attempt": a.number,
+                    "chunk": k, "at": a.started_at + at_ms / 1000.0, "offset_ms": at_ms,
+                    "offset_bytes": offset, "bytes": size, "write_ms": write_ms,
+                })
+                offset += size
+        return rows
+
     def to_record(
         self, *, run_id: str, worker_id: str, user_id: int, intended_at: float | None = None
     ) -> BatchRecord:
