@@ -23,7 +23,10 @@ Records
     Workers send their records to the master in batches (custom message ``loadkit_records``)
     at least every second and when they stop or quit; at the end the master asks every
     worker for its last records (``loadkit_final``) before writing Parquet. Every record
-    names its worker (``local`` or the worker's locust client id).
+    names its worker (``local`` or the worker's locust client id). With
+    ``--keep-chunk-timings true`` every body chunk written also gets a row in
+    ``chunks.jsonl`` (:data:`loadkit.records.CHUNK_FIELDS`), written and sent the same way
+    (``loadkit_chunks``).
 
 Models
     Closed (default): each user sends batches back to back, waiting ``--wait`` between
@@ -84,6 +87,7 @@ MSG_RECORDS = "loadkit_records"
 MSG_FINAL = "loadkit_final"
 MSG_FINAL_DONE = "loadkit_final_done"
 MSG_ABORT = "loadkit_abort"
+MSG_CHUNKS = "loadkit_chunks"
 
 log = logging.getLogger("loadkit")
 
@@ -116,6 +120,8 @@ class _Run:
         self.plan: dict[str, Any] | None = None
         self.plan_ready = gevent.event.Event()
         self.buffer: list[dict[str, Any]] = []
+        self.chunk_buffer: list[dict[str, Any]] = []
+        self.chunk_writer: rec.RecordWriter | None = None
         self.counter = 0
         self.user_counter = 0
         self.slot = 0
@@ -168,6 +174,24 @@ class _Run:
                 self.buffer = rows + self.buffer
                 log.warning("loadkit: could not send %d records to the master yet", len(rows))
                 return
+        while self.chunk_buffer and runner is not None:
+            rows, self.chunk_buffer = self.chunk_buffer[:2000], self.chunk_buffer[2000:]
+            try:
+                runner.send_message(MSG_CHUNKS, rows)
+            except Exception:
+                self.chunk_buffer = rows + self.chunk_buffer
+                return
+
+    def add_chunks(self, rows: list[dict[str, Any]]) -> None:
+        """Per-chunk timing rows: appended to chunks.jsonl, or buffered for the master."""
+        if self.role == "worker":
+            self.chunk_buffer.extend(rows)
+        elif self.chunk_writer is not None and rows:
+            try:
+                self.chunk_writer.write_many(rows)
+            except RecordsError as exc:
+                log.error("loadkit: %s; no more chunk timings are written", exc)
+                self.chunk_writer = None
 
 
 _run = _Run()
@@ -250,6 +274,7 @@ def _on_init(environment: Any, runner: Any = None, **_kw: Any) -> None:
         return
 
     runner.register_message(MSG_RECORDS, _on_records)
+    runner.register_message(MSG_CHUNKS, _on_chunks)
     runner.register_message(MSG_FINAL_DONE, _on_final_done)
     runner.register_message(MSG_ABORT, _on_abort)
     _start_master(environment)
@@ -305,6 +330,9 @@ def _start_master(environment: Any) -> None:
     try:
         rec.write_run_meta(_run.run_dir, _run.meta)
         _run.writer = rec.RecordWriter(_run.run_dir / rec.RECORDS_JSONL)
+        if opts.client.keep_chunk_timings:
+            _run.chunk_writer = rec.RecordWriter(_run.run_dir / rec.CHUNKS_JSONL)
+            gevent.spawn(_flush_chunks_loop)
     except RecordsError as exc:
         _fatal(str(exc))
     gevent.spawn(_flush_loop)
@@ -407,6 +435,22 @@ def _on_final_done(environment: Any, msg: Any, **_kw: Any) -> None:
     _run.final_done.add(msg.node_id)
 
 
+def _flush_chunks_loop() -> None:
+    while not _run.finished and _run.chunk_writer is not None:
+        gevent.sleep(0.5)
+        try:
+            _run.chunk_writer.flush_if_due()
+        except (RecordsError, AttributeError):  # the writer failed or was closed meanwhile
+            return
+
+
+def _on_chunks(environment: Any, msg: Any, **_kw: Any) -> None:
+    rows = msg.data or []
+    for row in rows:
+        row["run_id"] = _run.run_id
+    _run.add_chunks(rows)
+
+
 def _on_records(environment: Any, msg: Any, **_kw: Any) -> None:
     rows = msg.data or []
     for row in rows:
@@ -465,6 +509,9 @@ def _on_quitting(environment: Any, **_kw: Any) -> None:
     if _run.role == "master":
         _gather_final(environment)
     _run.finished = True
+    if _run.chunk_writer is not None:
+        with contextlib.suppress(RecordsError):
+            _run.chunk_writer.close()
     code = _finish(environment)
     if code is not None:
         environment.process_exit_code = code
@@ -663,3 +710,6 @@ class BatchUser(User):
         _report(self.environment, row)
         _run.add(row)
         _watch_auth(row)
+        if opts.client.keep_chunk_timings:
+            _run.add_chunks(result.chunk_rows(run_id=_run.run_id or "",
+                                              worker_id=_run.worker_id, user_id=self.user_id))
