@@ -41,9 +41,19 @@ Locust statistics
     model. Failures carry the cause: ``HTTP 503``, ``not sealed after 5 attempts``,
     ``contract violation: accepted_mismatch``, ``connect error`` …
 
+Stopping
+    Batches in flight when the run stops (``-t`` reached, Ctrl-C, SIGTERM) finish first, so
+    that the records match what the target saw: without ``--stop-timeout`` locust would kill
+    them mid-send (a batch the server created or sealed but no record names). loadkit
+    therefore sets locust's stop timeout to :data:`DEFAULT_STOP_TIMEOUT` seconds when none is
+    given (``--stop-timeout N`` sets another bound). A batch still running at that bound is
+    killed and recorded as ``failed`` with ``error_kind`` ``interrupted``: whether the target
+    created or sealed it is unknown.
+
 Exit codes
     0 ok; 1 locust's own (requests failed, no thresholds given); 2 bad option or results
-    directory at start-up; 3 a threshold failed (:data:`EXIT_THRESHOLDS_FAILED`);
+    directory at start-up, or records that could not be written during the run (disk full:
+    the run stops at once with the reason); 3 a threshold failed (:data:`EXIT_THRESHOLDS_FAILED`);
     4 the run stopped itself because the target rejected the key on every batch
     (:data:`EXIT_ABORTED`). When thresholds are given they decide between 0 and 3.
 """
@@ -65,7 +75,7 @@ import gevent
 import gevent.event
 from locust import User, events, task
 from locust import __version__ as locust_version
-from locust.runners import MasterRunner, WorkerRunner
+from locust.runners import STATE_MISSING, MasterRunner, WorkerRunner
 
 from loadkit import __version__ as loadkit_version
 from loadkit import records as rec
@@ -74,13 +84,16 @@ from loadkit.errors import ConfigError, RecordsError, ServerError, ThresholdErro
 from loadkit.options import OPTIONS, RunOptions, new_run_id, parse_options
 from loadkit.thresholds import EXIT_THRESHOLDS_FAILED, evaluate, format_table
 
-__all__ = ["EXIT_ABORTED", "EXIT_CONFIG", "EXIT_THRESHOLDS_FAILED", "BatchUser"]
+__all__ = ["DEFAULT_STOP_TIMEOUT", "EXIT_ABORTED", "EXIT_CONFIG", "EXIT_THRESHOLDS_FAILED",
+           "BatchUser"]
 
 EXIT_CONFIG = 2
 EXIT_ABORTED = 4
 REQUEST_TYPE = "BATCH"
 AUTH_STREAK = 3
 """Consecutive 401 batches (with none accepted before) after which the run stops itself."""
+DEFAULT_STOP_TIMEOUT = 30.0
+"""Seconds batches in flight get to finish when the run stops, unless --stop-timeout is given."""
 
 MSG_PLAN = "loadkit_plan"
 MSG_RECORDS = "loadkit_records"
@@ -128,6 +141,7 @@ class _Run:
         self.auth_streak = 0
         self.accepted_any = False
         self.aborted: str | None = None
+        self.write_error: str | None = None
         self.final_done: set[str] = set()
         self.finished = False
         self.sender: Any = None
@@ -160,8 +174,11 @@ class _Run:
     def add(self, record: dict[str, Any]) -> None:
         if self.role == "worker":
             self.buffer.append(record)
-        elif self.writer is not None:
-            self.writer.write(record)
+        elif self.writer is not None and self.write_error is None:
+            try:
+                self.writer.write(record)
+            except RecordsError as exc:
+                _write_failed(exc)
 
     def send_buffer(self) -> None:
         """Worker: send buffered records to the master (one message per ≤ 2,000 records)."""
@@ -308,6 +325,8 @@ def _start_master(environment: Any) -> None:
         log.info("loadkit: no --host given: reference server started at %s", host)
     environment.host = host
     _run.target = host
+    if not environment.stop_timeout:
+        environment.stop_timeout = DEFAULT_STOP_TIMEOUT
     parsed = environment.parsed_options
     _run.meta = {
         "run_id": run_id,
@@ -323,8 +342,8 @@ def _start_master(environment: Any) -> None:
         "locust": {
             name: getattr(parsed, name, None)
             for name in ("num_users", "spawn_rate", "run_time", "headless", "processes",
-                         "expect_workers", "master", "stop_timeout")
-        } if parsed else {},
+                         "expect_workers", "master")
+        } | {"stop_timeout": environment.stop_timeout} if parsed else {},
         "role": _run.role,
     }
     try:
@@ -345,11 +364,11 @@ def _start_master(environment: Any) -> None:
 def _flush_loop() -> None:
     while not _run.finished:
         gevent.sleep(0.5)
-        if _run.writer is not None:
+        if _run.writer is not None and _run.write_error is None:
             try:
                 _run.writer.flush_if_due()
             except RecordsError as exc:
-                log.error("loadkit: %s", exc)
+                _write_failed(exc)
 
 
 def _sender_loop() -> None:
@@ -400,8 +419,11 @@ def _on_test_stop(environment: Any, **_kw: Any) -> None:
         _run.send_buffer()
     elif _run.role == "master":
         _gather_final(environment)
-    elif _run.writer is not None:
-        _run.writer.flush()
+    elif _run.writer is not None and _run.write_error is None:
+        try:
+            _run.writer.flush()
+        except RecordsError as exc:
+            _write_failed(exc)
 
 
 def _on_final(environment: Any, msg: Any, **_kw: Any) -> None:
@@ -411,10 +433,17 @@ def _on_final(environment: Any, msg: Any, **_kw: Any) -> None:
     environment.runner.send_message(MSG_FINAL_DONE, None)
 
 
-def _gather_final(environment: Any, timeout: float = 15.0) -> None:
-    """Master: ask every worker for its last records and wait until each has answered."""
+def _gather_final(environment: Any, timeout: float | None = None) -> None:
+    """Master: ask every worker for its last records and wait until each has answered.
+
+    Workers stop their users first (up to the stop timeout), so the wait is that plus 15 s.
+    A worker gone missing (killed, lost) is not waited for: what it reported is kept.
+    """
     runner = environment.runner
-    clients = [c.id for c in runner.clients.values() if c.id not in _run.final_done]
+    if timeout is None:
+        timeout = float(environment.stop_timeout or 0.0) + 15.0
+    clients = [c.id for c in runner.clients.values()
+               if c.id not in _run.final_done and c.state != STATE_MISSING]
     if not clients:
         return
     for client_id in clients:
@@ -424,7 +453,7 @@ def _gather_final(environment: Any, timeout: float = 15.0) -> None:
             _run.final_done.add(client_id)
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        live = {c.id for c in runner.clients.values()}
+        live = {c.id for c in runner.clients.values() if c.state != STATE_MISSING}
         if all(c in _run.final_done or c not in live for c in clients):
             return
         gevent.sleep(0.05)
@@ -455,8 +484,11 @@ def _on_records(environment: Any, msg: Any, **_kw: Any) -> None:
     rows = msg.data or []
     for row in rows:
         row["run_id"] = _run.run_id
-    if _run.writer is not None:
-        _run.writer.write_many(rows)
+    if _run.writer is not None and _run.write_error is None:
+        try:
+            _run.writer.write_many(rows)
+        except RecordsError as exc:
+            _write_failed(exc)
     for row in rows:
         _watch_auth(row)
 
@@ -481,6 +513,14 @@ def _abort(reason: str) -> None:
         gevent.spawn(env.runner.stop)
     else:
         gevent.spawn(env.runner.quit)
+
+
+def _write_failed(exc: RecordsError) -> None:
+    """Records can no longer be written (disk full, folder gone): say so and stop the run."""
+    if _run.write_error is not None:
+        return
+    _run.write_error = str(exc)
+    _abort(f"error: {exc}; the records of this run are incomplete")
 
 
 def _watch_auth(row: dict[str, Any]) -> None:
@@ -520,10 +560,18 @@ def _on_quitting(environment: Any, **_kw: Any) -> None:
 def _finish(environment: Any) -> int | None:
     """Close records, write Parquet and run.json, stop the server, check thresholds."""
     assert _run.options is not None
-    if _run.writer is not None:
-        _run.writer.close()
     code: int | None = None
     table = None
+    if _run.writer is not None:
+        try:
+            if _run.write_error is None:
+                _run.writer.close()
+            else:
+                with contextlib.suppress(OSError, RecordsError):
+                    _run.writer.close()
+        except RecordsError as exc:
+            _run.write_error = str(exc)
+            sys.stderr.write(f"loadkit: error: {exc}; the records of this run are incomplete\n")
     try:
         rec.write_parquet(_run.run_dir)
         table = rec.read_records(_run.run_dir)
@@ -554,6 +602,9 @@ def _finish(environment: Any) -> int | None:
     if _run.aborted:
         sys.stderr.write(f"loadkit: run stopped early: {_run.aborted}\n")
         code = EXIT_ABORTED
+    if _run.write_error is not None:
+        code = EXIT_CONFIG
+    _run.meta["write_error"] = _run.write_error
     _run.meta["exit_code"] = code
     try:
         rec.write_run_meta(_run.run_dir, _run.meta)
@@ -645,6 +696,23 @@ def _dropped_row(user_id: int, seq: int, intended_at: float, now: float) -> dict
     return row
 
 
+def _interrupted_row(user_id: int, seq: int, intended_at: float | None,
+                     started_at: float, t0: float) -> dict[str, Any]:
+    """The record of a batch killed mid-send at stop (the stop timeout ran out)."""
+    row = _dropped_row(user_id, seq, intended_at or started_at, started_at)
+    total_ms = (time.perf_counter() - t0) * 1000.0
+    row.update(
+        intended_at=intended_at, ended_at=started_at + total_ms / 1000.0, total_ms=total_ms,
+        total_from_intended_ms=None if intended_at is None
+        else (started_at - intended_at) * 1000.0 + total_ms,
+        outcome="failed", error_kind="interrupted",
+        error="killed mid-send when the run stopped (stop timeout "
+              f"{getattr(_run.environment, 'stop_timeout', 0) or 0:g} s ran out): whether the "
+              "target created or sealed this batch is unknown; raise --stop-timeout",
+    )
+    return row
+
+
 def _wait_time(user: User) -> float:
     opts = _run.options
     if opts is None or opts.run.open_model:
@@ -702,7 +770,15 @@ class BatchUser(User):
         else:
             seq = _run.next_seq()
         batch = opts.spec.batch(seq)
-        result = self.batch_client.send(batch)
+        started_at, t0 = time.time(), time.perf_counter()
+        try:
+            result = self.batch_client.send(batch)
+        except gevent.GreenletExit:
+            row = _interrupted_row(self.user_id, seq, intended_at, started_at, t0)
+            row.update(run_count=batch.run_count, task_count=len(batch.task_identifiers))
+            _fire(self.environment, "batch", row["total_ms"], 0, "interrupted at stop")
+            _run.add(row)
+            raise
         row = result.to_record(
             run_id=_run.run_id or "", worker_id=_run.worker_id, user_id=self.user_id,
             intended_at=intended_at,
