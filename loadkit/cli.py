@@ -1,4 +1,4 @@
-"""The ``loadkit`` command line: ``serve``, ``send``, ``check`` and ``report`` now; ``run`` to come.
+"""The ``loadkit`` command line: ``serve``, ``send``, ``check``, ``report``, ``smoke``, ``options``.
 
 Each subcommand is a pair of functions: ``_add_<name>(subparsers)`` declares its flags and
 sets ``func`` to ``_cmd_<name>(args) -> int``. Flags are parsed into the same frozen config
@@ -29,6 +29,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_send(subparsers)
     _add_check(subparsers)
     _add_report(subparsers)
+    _add_smoke(subparsers)
     _add_options(subparsers)
     return parser
 
@@ -288,6 +289,98 @@ def _cmd_check(args: argparse.Namespace) -> int:
     results = thresholds.evaluate(parsed, table)
     print(thresholds.format_table(results))
     return 0 if all(r.passed for r in results) else thresholds.EXIT_THRESHOLDS_FAILED
+
+
+# --- smoke -------------------------------------------------------------------------------
+
+SMOKE_THRESHOLDS_FILE = "thresholds.txt"
+
+
+def _add_smoke(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser(
+        "smoke",
+        help="the CI smoke load run: short headless run, report, thresholds, exit code",
+        description="A short headless locust run (loadkit.run: locustfiles/stream.py in a "
+        "subprocess) against --host, else $TRIGGER_API_URL, else the embedded reference "
+        "server; then RUN_DIR/report/report.html and RUN_DIR/thresholds.txt. Prints the "
+        "thresholds table and the paths. Exit 0 when every threshold passes, 3 when one "
+        "fails, 2 on a bad option or unwritable results directory, 4 when the target rejects "
+        "the key (TRIGGER_SECRET_KEY), 1 when locust could not run. Any further run option "
+        "goes after '--', e.g. -- --items 50 --payload-bytes 512.",
+    )
+    p.add_argument("--host", default=None, help="the API's base URL (default $TRIGGER_API_URL, "
+                   "else the embedded reference server)")
+    p.add_argument("--run-time", default="20s", help="how long to send load (default 20s)")
+    p.add_argument("--users", default="2", help="concurrent users (default 2)")
+    p.add_argument("--threshold", action="append", default=None, metavar="EXPR",
+                   help="pass/fail expression, repeatable (default: the CI defaults, "
+                   "loadkit.thresholds.DEFAULT_THRESHOLDS)")
+    p.add_argument("--results-dir", default="results", metavar="DIR",
+                   help="where the run directory goes (default results)")
+    p.add_argument("--run-id", default=None, metavar="ID", help="name of the run directory")
+    p.add_argument("run_options", nargs=argparse.REMAINDER, metavar="-- OPTION ...",
+                   help="further run options as locust flags, after '--'")
+    p.set_defaults(func=_cmd_smoke)
+
+
+def _cmd_smoke(args: argparse.Namespace) -> int:
+    import os  # noqa: PLC0415
+
+    from loadkit import records, thresholds  # noqa: PLC0415
+    from loadkit.errors import ThresholdError  # noqa: PLC0415
+    from loadkit.runner import run  # noqa: PLC0415
+
+    try:
+        users = int(args.users)
+    except ValueError:
+        raise ConfigError("--users", args.users, "a whole number >= 1") from None
+    texts = args.threshold or list(thresholds.DEFAULT_THRESHOLDS)
+    try:
+        parsed = thresholds.parse_thresholds(
+            t.strip() for text in texts for t in text.split(";") if t.strip())
+    except ThresholdError as exc:
+        print(f"loadkit smoke: error: {exc}", file=sys.stderr)
+        return 2
+    extra = list(args.run_options or [])
+    if extra and extra[0] == "--":
+        extra = extra[1:]
+    result = run(users=users, run_time=args.run_time, host=args.host,
+                 progress=sys.stderr.isatty(), locust_args=extra,
+                 threshold=[str(t) for t in parsed], results_dir=args.results_dir,
+                 run_id=args.run_id)
+    code = result.exit_code
+    run_dir = result.path
+    try:
+        table = records.read_records(run_dir)
+    except LoadkitError as exc:
+        print(f"loadkit smoke: error: {exc}; locust's log: {result.log}", file=sys.stderr)
+        return code or 1
+    results = thresholds.evaluate(parsed, table)
+    text = thresholds.format_table(results)
+    path = run_dir / SMOKE_THRESHOLDS_FILE
+    tmp = run_dir / f".{SMOKE_THRESHOLDS_FILE}.tmp"
+    tmp.write_text(text + "\n", encoding="utf-8")
+    os.replace(tmp, path)
+
+    import warnings  # noqa: PLC0415
+
+    from loadkit.report import write_report  # noqa: PLC0415
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        report = write_report(run_dir)
+    for w in caught:
+        print(f"loadkit smoke: warning: {w.message}", file=sys.stderr)
+    print(text)
+    print(f"run directory: {run_dir}")
+    print(f"report:        {report}")
+    print(f"thresholds:    {path}")
+    print(f"locust log:    {result.log}")
+    passed = all(r.passed for r in results)
+    if code not in (0, 1, thresholds.EXIT_THRESHOLDS_FAILED):
+        print(f"loadkit smoke: locust exited with code {code}; see {result.log}", file=sys.stderr)
+        return int(code) if code else 1
+    return 0 if passed else thresholds.EXIT_THRESHOLDS_FAILED
 
 
 # --- send --------------------------------------------------------------------------------

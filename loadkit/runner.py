@@ -143,7 +143,14 @@ def run(users: int = 1, spawn_rate: float | None = None, run_time: str | float =
     run_id = parsed.run.run_id or new_run_id()
     results = parsed.run.results_dir.expanduser().resolve()
     given.update(run_id=run_id, results_dir=str(results))
-    results.mkdir(parents=True, exist_ok=True)
+    try:
+        results.mkdir(parents=True, exist_ok=True)
+        probe = results / f".{run_id}.write-test"
+        probe.write_bytes(b"x" * 4096)
+        probe.unlink()
+    except OSError as exc:  # fail before any load, not at the end
+        raise ConfigError("results_dir", str(parsed.run.results_dir),
+                          f"a writable directory ({exc.strerror or exc})") from None
     run_dir = results / run_id
     log_path = results / f"{run_id}.locust.log"
 
