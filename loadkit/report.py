@@ -9,6 +9,7 @@ and the same plots as PNG files next to it. Figures are drawn on plain
 from __future__ import annotations
 
 import base64
+import contextlib
 import datetime as dt
 import html
 import io
@@ -24,6 +25,7 @@ import pandas as pd
 from matplotlib.figure import Figure
 
 from loadkit import __version__, analysis, plots
+from loadkit.errors import RecordsError
 
 __all__ = ["PLOTS", "REDACTED", "redact", "write_report"]
 
@@ -170,14 +172,18 @@ def write_report(run_dir: str | Path | analysis.Run, out_dir: str | Path | None 
     ``RUN_DIR/report``); return the HTML file's path."""
     run = run_dir if isinstance(run_dir, analysis.Run) else analysis.load_run(run_dir)
     out = Path(out_dir) if out_dir is not None else run.path / "report"
-    out.mkdir(parents=True, exist_ok=True)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise RecordsError(f"cannot create the report folder {out}: "
+                           f"{exc.strerror or exc}") from None
     res = analysis.parse_resolution(resolution) if resolution is not None else _resolution(run)
     secrets = _env_secrets()
     meta = redact(run.meta, secrets)
 
     pngs = _figures(run, res)
     for stem, data in pngs.items():
-        (out / f"{stem}.png").write_bytes(data)
+        _atomic_write(out / f"{stem}.png", data)
 
     thresholds_html, thresholds_note = _thresholds(run)
     cross = analysis.crosscheck(run)
@@ -227,10 +233,23 @@ def write_report(run_dir: str | Path | analysis.Run, out_dir: str | Path | None 
     for secret in secrets:  # last line of defence: a key from the environment, anywhere
         page = page.replace(secret, REDACTED)
     path = out / "report.html"
-    tmp = out / ".report.html.tmp"
-    tmp.write_text(page, encoding="utf-8")
-    tmp.replace(path)
+    _atomic_write(path, page.encode("utf-8"))
     return path
+
+
+def _atomic_write(path: Path, data: bytes) -> None:
+    """Write a whole file or nothing: a temporary file in the same folder, then a rename."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        with open(tmp, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except OSError as exc:
+        with contextlib.suppress(OSError):
+            tmp.unlink()
+        raise RecordsError(f"cannot write {path}: {exc.strerror or exc}") from None
 
 
 def _json(value: Any) -> str:
