@@ -1,0 +1,370 @@
+"""The measurement-truth scenarios: real locust runs against the embedded reference server,
+each with a configured truth, the figure loadkit reports, and the error between them.
+
+Shared by ``tests/truth`` (which assert on them) and ``bench/truth.py`` (which prints the
+table for the issue's note). Nothing here imports pytest; every run is bounded in time.
+
+Each scenario function takes a working directory and returns ``(rows, data)``: ``rows`` are
+table rows ``{"scenario", "figure", "configured", "measured", "error", "tolerance"}`` and
+``data`` holds what the tests assert on (the loaded runs, the server's counters …).
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import warnings
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from loadkit.analysis import Run, load_run
+from loadkit.generators import BatchSpec
+
+REPO = Path(__file__).resolve().parents[2]
+LOCUSTFILE = REPO / "locustfiles" / "stream.py"
+LOCUST = str(Path(sys.executable).with_name("locust"))
+STOP_TIMEOUT = "30"
+"""Batches in flight at the end finish (and are recorded), so records and server agree."""
+
+
+class RunFailed(AssertionError):
+    """A scenario's locust run did not end cleanly."""
+
+
+def clean_env() -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("TRIGGER_", "LOCUST_"))}
+    env["PYTHONUNBUFFERED"] = "1"
+    return env
+
+
+def locust(workdir: Path, *args: str, timeout: float = 90.0,
+           during: Callable[[subprocess.Popen[str], Path], Any] | None = None) -> Run:
+    """Run ``locust --headless`` in ``workdir`` (own process group, killed on timeout) and
+    return the loaded run; ``during(proc, results_dir)`` runs while locust does."""
+    workdir.mkdir(parents=True, exist_ok=True)
+    results = workdir / "results"
+    proc = subprocess.Popen(
+        [LOCUST, "-f", str(LOCUSTFILE), "--headless", "--stop-timeout", STOP_TIMEOUT, *args],
+        cwd=workdir, env=clean_env(), text=True, stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE, stdin=subprocess.DEVNULL, start_new_session=True,
+    )
+    try:
+        if during is not None:
+            during(proc, results)
+        out, err = proc.communicate(timeout=timeout)
+    except BaseException:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.communicate()
+        raise
+    dirs = sorted(p for p in results.iterdir() if p.is_dir()) if results.exists() else []
+    if proc.returncode != 0 or len(dirs) != 1:
+        raise RunFailed(f"locust exited {proc.returncode} with {len(dirs)} run dirs:\n"
+                        f"{(out + err)[-3000:]}")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        return load_run(dirs[0])
+
+
+def row(scenario: str, figure: str, configured: float, measured: float, *,
+        relative: bool = True, tolerance: str = "") -> dict[str, Any]:
+    """A table row; ``error`` is relative (measured ÷ configured − 1) or absolute."""
+    error = (measured / configured - 1.0) if relative and configured else measured - configured
+    return {"scenario": scenario, "figure": figure, "configured": configured,
+            "measured": measured, "error": error, "relative": relative,
+            "tolerance": tolerance}
+
+
+# --- 1. throughput ------------------------------------------------------------------------
+
+INGEST_RATE = 4000.0
+
+
+def throughput(workdir: Path, rate: float = INGEST_RATE) -> tuple[list[dict], dict]:
+    """Two users send 500-item batches back to back for 8 s against a server whose ingest is
+    capped at ``rate`` items/s server-wide: the cap is the only bottleneck (the client alone
+    does > 20× that on this machine), so the reported items/s must be the cap."""
+    run = locust(workdir, "-u", "2", "-r", "2", "-t", "8s", "--items", "500",
+                 "--payload-bytes", "200", "--server-ingest-rate", f"{rate:g}")
+    s = run.summary()
+    cross = run.crosscheck()
+    stats = run.meta["server_stats"]
+    rows = [
+        row("throughput", "items/s (summary) vs --server-ingest-rate", rate,
+            float(s["items_per_s"]), tolerance="±5 %"),
+        row("throughput", "items accepted (records) vs server items_enqueued",
+            float(stats["items_enqueued"]), float(s["items"]), tolerance="±5 % (is exact)"),
+    ]
+    return rows, {"run": run, "summary": s, "crosscheck": cross, "stats": stats}
+
+
+# --- 2. backpressure ----------------------------------------------------------------------
+
+BP_ITEMS, BP_PAYLOAD = 2000, 10_000
+BP_SEND_BUFFER = 65_536
+BP_UVICORN_READ_AHEAD = 2 * 65_536
+"""The server's own read-ahead: uvicorn stops reading the socket once more than 64 KiB of
+body waits for the app (its high-water mark), plus the chunk the app is working on."""
+
+
+def _kernel_sndbuf(requested: int) -> int:
+    """SO_SNDBUF as the kernel sets it for a request (Linux doubles it)."""
+    with socket.socket() as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, requested)
+        return s.getsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF)
+
+
+def _default_rcvbuf() -> int:
+    """A new TCP socket's receive buffer (tcp_rmem's default; it only grows with a fast
+    reader, and the slow server reads slowly)."""
+    try:
+        return int(Path("/proc/sys/net/ipv4/tcp_rmem").read_text().split()[1])
+    except (OSError, ValueError, IndexError):
+        with socket.socket() as s:
+            return s.getsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF)
+
+
+def expected_stall_share(body_bytes: int, stream_s: float, generate_s: float) -> tuple[
+        float, dict[str, float]]:
+    """The share of a stream the writer must be blocked, from first principles.
+
+    A server slower than the client drains the body at r bytes/s, so the stream lasts
+    T = S / r. The writer is *not* blocked only while (a) the buffers between it and the
+    server's enqueue are filling — K bytes, taken at memory speed, whose drain is the
+    response tail K / r at the end — and (b) it generates the next chunk (G in total).
+    Everything else is waiting for room: share = (T − K/r − G) / T = 1 − K/S − G/T.
+    K = the client's SO_SNDBUF as the kernel set it + the server socket's receive buffer
+    + uvicorn's read-ahead; K is an upper bound (the kernel keeps some of each buffer for
+    overhead), so the expectation is, if anything, slightly low.
+    """
+    k = _kernel_sndbuf(BP_SEND_BUFFER) + _default_rcvbuf() + BP_UVICORN_READ_AHEAD
+    share = 1.0 - k / body_bytes - generate_s / stream_s
+    return share, {"K_bytes": k, "S_bytes": body_bytes, "G_s": generate_s, "T_s": stream_s}
+
+
+def _generate_seconds(spec: BatchSpec, seqs: list[int]) -> float:
+    """Mean time this machine takes to produce one batch's chunks (client-side work G)."""
+    took = []
+    for seq in seqs:
+        batch = spec.batch(seq)
+        t = time.perf_counter()
+        for _chunk in batch.chunks(spec.chunk_bytes):
+            pass
+        took.append(time.perf_counter() - t)
+    return float(np.mean(took))
+
+
+def backpressure(workdir: Path) -> tuple[list[dict], dict]:
+    """One user streams 20 MB batches (2,000 items of 10 kB) through a 64 KiB send buffer to
+    a server whose enqueue takes 10 ms per group of 8 items (≈ 800 items/s ≈ 8 MB/s): the
+    server is the bottleneck; then the same client against a server without delay."""
+    common = ("-u", "1", "-r", "1", "--send-buffer-bytes", str(BP_SEND_BUFFER),
+              "--keep-chunk-timings", "true")
+    slow = locust(workdir / "slow", *common, "-t", "4s", "--items", str(BP_ITEMS),
+                  "--max-items", str(BP_ITEMS), "--payload-bytes", str(BP_PAYLOAD),
+                  "--server-enqueue-delay", "0.01", "--server-ingest-concurrency", "8")
+    b = slow.batches
+    spec = BatchSpec.parse(items=str(BP_ITEMS), max_items=str(BP_ITEMS),
+                           payload_bytes=str(BP_PAYLOAD))
+    gen = _generate_seconds(spec, [int(s) for s in b["seq"]])
+    body = float(b["bytes_sent"].mean())
+    stream_s = float(b["stream_ms"].mean()) / 1000.0
+    expected, parts = expected_stall_share(int(body), stream_s, gen)
+    bp = slow.backpressure()
+    fast = locust(workdir / "fast", *common, "-t", "3s", "--items", "1000",
+                  "--payload-bytes", "256")
+    fbp = fast.backpressure()
+    chunks = fast.chunk_timeline()
+    blocked_at = chunks.groupby("chunk")["write_ms"].median()
+    rows = [
+        row("backpressure", "stalled share, enqueue delay (points)", expected * 100,
+            float(bp["stalled_share"]) * 100, relative=False, tolerance="±5 points"),
+        row("backpressure", "stalled share, no delay (points)", 0.0,
+            float(fbp["stalled_share"]) * 100, relative=False,
+            tolerance="'near zero': does not hold"),
+    ]
+    return rows, {"slow": slow, "fast": fast, "expected": expected, "parts": parts,
+                  "slow_bp": bp, "fast_bp": fbp, "fast_blocked_at": blocked_at,
+                  "fast_chunks": chunks}
+
+
+# --- 3. latency ---------------------------------------------------------------------------
+
+CREATE_DELAY = 0.1
+LATENCY_PERCENTILES = ("p50", "p90", "p95", "p99")
+WARMUP_S = 1.0
+"""Batches that started in the first second (connections opening) are left out."""
+
+
+def create_latency(workdir: Path, delay: float = CREATE_DELAY) -> tuple[list[dict], dict]:
+    """Open model, 20 small batches/s over four users (so both runs load the server alike
+    and lightly): the baseline run, then the same with ``--server-create-delay``."""
+    common = ("-u", "4", "-r", "4", "-t", "6s", "--items", "20", "--payload-bytes", "64",
+              "--arrival-rate", "20")
+    base = locust(workdir / "base", *common).window(WARMUP_S)
+    delayed = locust(workdir / "delayed", *common, "--server-create-delay",
+                     f"{delay:g}").window(WARMUP_S)
+    lb, ld = base.latency().loc["create"], delayed.latency().loc["create"]
+    rows = [
+        row("latency", f"create {p} (ms) vs D + baseline {p}", delay * 1000 + float(lb[p]),
+            float(ld[p]), tolerance="±5 %" if p != "p99" else "reported")
+        for p in LATENCY_PERCENTILES
+    ]
+    return rows, {"base": base, "delayed": delayed, "base_latency": lb,
+                  "delayed_latency": ld}
+
+
+PAUSE_S = 2.0
+ARRIVAL_RATE = 20.0
+OPEN_USERS = 2
+
+
+def _server_pid(locust_pid: int) -> int | None:
+    """The embedded reference server: the locust process's child running ``loadkit serve``."""
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            stat = Path(f"/proc/{entry}/stat").read_text()
+            cmdline = Path(f"/proc/{entry}/cmdline").read_bytes()
+        except OSError:
+            continue
+        ppid = int(stat.rsplit(")", 1)[1].split()[1])
+        if ppid == locust_pid and b"loadkit\x00serve" in cmdline:
+            return int(entry)
+    return None
+
+
+def open_model_pause(workdir: Path, pause: float = PAUSE_S) -> tuple[list[dict], dict]:
+    """Open model, 20 batch starts/s served by 2 users; once the run is going, the server
+    process is frozen (SIGSTOP) for ``pause`` seconds, then resumed (SIGCONT)."""
+    paused: dict[str, float] = {}
+
+    def freeze(proc: subprocess.Popen[str], results: Path) -> None:
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and proc.poll() is None:
+            jsonl = next(results.glob("*/records.jsonl"), None) if results.exists() else None
+            if jsonl is not None and jsonl.read_bytes().count(b"\n") >= 40:
+                break
+            time.sleep(0.1)
+        pid = _server_pid(proc.pid)
+        if pid is None:
+            raise RunFailed("could not find the embedded server's process")
+        t0 = time.perf_counter()
+        paused["at"] = time.time()
+        os.kill(pid, signal.SIGSTOP)
+        try:
+            time.sleep(pause)
+        finally:
+            os.kill(pid, signal.SIGCONT)
+        paused["seconds"] = time.perf_counter() - t0
+
+    run = locust(workdir, "-u", str(OPEN_USERS), "-r", str(OPEN_USERS), "-t", "8s",
+                 "--arrival-rate", f"{ARRIVAL_RATE:g}", "--drop-after", "30",
+                 "--items", "20", "--payload-bytes", "64", during=freeze)
+    p = paused["seconds"]
+    b = run.batches
+    intended = b["total_from_intended_ms"].to_numpy(dtype=float)
+    actual = b["total_ms"].to_numpy(dtype=float)
+    half = p * 1000 / 2
+    rows = [
+        row("open model pause", "max latency from intended start (ms) vs pause",
+            p * 1000, float(intended.max()), tolerance="±5 %"),
+        row("open model pause", "batches waiting > pause/2 from intended start",
+            ARRIVAL_RATE * p / 2, float((intended > half).sum()),
+            tolerance="±max(2, 10 %)"),
+        row("open model pause", "batches waiting > pause/2 from actual start (≤ users)",
+            float(OPEN_USERS), float((actual > half).sum()), relative=False,
+            tolerance="≤ users"),
+        row("open model pause", "p90 latency from actual start (ms), pause hidden",
+            p * 1000, float(np.percentile(actual, 90)), tolerance="< 5 % of pause"),
+    ]
+    return rows, {"run": run, "pause_s": p, "paused_at": paused["at"]}
+
+
+# --- 4. dedupe and seal --------------------------------------------------------------------
+
+FAULTS = "duplicate=0.02,gap=0.01,oversized=0.3"
+DEDUPE_SPEC = {"items": "200", "payload_bytes": "256", "faults": FAULTS,
+               "item_max_bytes": "4096", "seed": "7"}
+
+
+def dedupe_and_seal(workdir: Path) -> tuple[list[dict], dict]:
+    """Two users for 5 s, batches with injected duplicates (2 % of items), gaps (1 %) and an
+    oversized item in 30 % of batches; retries send only what is missing, and every sealed
+    batch is retrieved and checked (``--verify``)."""
+    run = locust(workdir, "-u", "2", "-r", "2", "-t", "5s",
+                 *[a for k, v in DEDUPE_SPEC.items() for a in ("--" + k.replace("_", "-"), v)],
+                 "--retry-resend", "missing", "--retry-base-delay", "0.01", "--verify", "true")
+    b = run.batches
+    spec = BatchSpec.parse(**DEDUPE_SPEC)
+    truth = {"duplicate": 0, "gap": 0, "oversized": 0, "deduplicated": 0, "accepted": 0}
+    limit = int(DEDUPE_SPEC["item_max_bytes"])
+    for seq in b["seq"]:
+        batch = spec.batch(int(seq))
+        exp = batch.expected
+        body = b"".join(batch.chunks(spec.chunk_bytes))
+        truth["oversized_lines"] = truth.get("oversized_lines", 0) + sum(
+            len(line) > limit for line in body.split(b"\n"))
+        for kind in ("duplicate", "gap", "oversized"):
+            truth[kind] += int(exp.fault_counts.get(kind, 0))
+        truth["deduplicated"] += exp.items_deduplicated
+        truth["accepted"] += exp.items_accepted
+    stats = run.meta["server_stats"]
+    s = run.summary()
+    got = {
+        "duplicate": int(b["fault_duplicate"].sum()),
+        "gap": int(b["fault_gap"].sum()),
+        "oversized": int(b["fault_oversized"].sum()),
+    }
+    rows = [
+        row("dedupe and seal", "duplicates deduplicated (records) vs injected",
+            truth["duplicate"], int(b["items_deduplicated"].sum()), relative=False,
+            tolerance="exact"),
+        row("dedupe and seal", "duplicates deduplicated (server) vs injected",
+            truth["duplicate"], stats["items_deduplicated"], relative=False,
+            tolerance="exact"),
+        row("dedupe and seal", "gaps: runCount − enqueuedCount after 1st stream vs injected",
+            truth["gap"], int((b["run_count"] - b["enqueued_count"].fillna(b["run_count"]))
+                              .sum()), relative=False, tolerance="exact"),
+        row("dedupe and seal", "items accepted (all attempts) vs runCount",
+            int(b["run_count"].sum()), int(b["items_accepted"].sum()), relative=False,
+            tolerance="exact"),
+        row("dedupe and seal", "oversized lines read by the server vs in the bodies sent",
+            truth["oversized_lines"], stats["items_oversized"], relative=False,
+            tolerance="exact"),
+        row("dedupe and seal", "batches whose retrieved runs/PAYLOAD_TOO_LARGE differ",
+            0.0, float(s["verify_failures"]) + float((b["verified"] != True).sum()),  # noqa: E712
+            relative=False, tolerance="exact"),
+        row("dedupe and seal", "batches sealed vs batches", float(s["batches"]),
+            float(s["sealed"]), relative=False, tolerance="exact"),
+        row("dedupe and seal", "contract violations", 0.0, float(s["violations"]),
+            relative=False, tolerance="exact"),
+    ]
+    return rows, {"run": run, "truth": truth, "got": got, "stats": stats, "summary": s}
+
+
+SCENARIOS = {
+    "throughput": throughput,
+    "backpressure": backpressure,
+    "latency": create_latency,
+    "pause": open_model_pause,
+    "dedupe": dedupe_and_seal,
+}
+
+
+def format_table(rows: list[dict[str, Any]]) -> str:
+    """Rows as a markdown table: configured | measured | error."""
+    out = ["| scenario | figure | configured | measured | error | tolerance |",
+           "|---|---|---:|---:|---:|---|"]
+    for r in rows:
+        err = f"{r['error']:+.2%}" if r["relative"] else f"{r['error']:+.3g}"
+        out.append(f"| {r['scenario']} | {r['figure']} | {r['configured']:,.4g} | "
+                   f"{r['measured']:,.4g} | {err} | {r['tolerance']} |")
+    return "\n".join(out)

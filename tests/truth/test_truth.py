@@ -1,0 +1,103 @@
+"""Measurement truth: every figure loadkit reports, against a reference server whose truth is
+known (real locust runs on loopback; the scenarios and their derivations live in
+``scenarios.py``, which ``bench/truth.py`` runs to print the same table)."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.truth import scenarios as sc
+
+pytestmark = pytest.mark.slow
+
+
+def test_throughput_is_the_servers_ingest_cap(tmp_path, report):
+    """A server capped at 4,000 items/s is reported at 4,000 items/s (±5 %), as it counted."""
+    rows, data = sc.throughput(tmp_path)
+    report(rows)
+    s, cross = data["summary"], data["crosscheck"]
+    assert s["failed"] == 0
+    assert s["violations"] == 0
+    assert s["items_per_s"] == pytest.approx(sc.INGEST_RATE, rel=0.05)
+    assert s["items"] == data["stats"]["items_enqueued"]  # finished batches only: exact
+    assert (cross["difference"] == 0).all(), cross
+
+
+def test_stall_share_is_the_derived_share_when_the_server_is_slow(tmp_path, report):
+    """A slow enqueue stalls the writer for the share derived from the buffers (±5 points)."""
+    rows, data = sc.backpressure(tmp_path)
+    report(rows)
+    # Derivation (scenarios.expected_stall_share): share = 1 − K/S − G/T, K = the buffers
+    # between writer and enqueue (client SO_SNDBUF + server rcvbuf + uvicorn read-ahead,
+    # ~384 KiB), S = 20 MB body, G = client's chunk generation, T = stream duration.
+    slow = data["slow_bp"]
+    assert data["slow"].summary()["violations"] == 0
+    assert slow["batches"] >= 1
+    assert abs(slow["stalled_share"] - data["expected"]) <= 0.05, (slow, data["parts"])
+    assert data["expected"] > 0.9
+    # The chunk timeline holds the same stall, chunk by chunk.
+    chunks = data["slow"].chunk_timeline()
+    per_batch = chunks.groupby("seq")["write_ms"].sum()
+    stall = data["slow"].batches.set_index("seq")["stall_ms"]
+    assert per_batch.to_numpy() == pytest.approx(stall.loc[per_batch.index].to_numpy())
+    # No delay (same client, 300 kB batches): the issue's "near zero" does not hold on
+    # loopback. The generator is faster than any server here, so the writer waits for the
+    # server to read and parse (in one write of ~0.35 ms per ~2.5 ms stream: the third
+    # chunk's once the buffers hold two, or the first's): real, if small, waits.
+    # Asserted: far below the slow case.
+    fast = data["fast_bp"]
+    assert fast["stalled_share"] < slow["stalled_share"] - 0.5
+
+
+def test_create_latency_is_delay_plus_baseline(tmp_path, report):
+    """With a create delay D, create p50/p90/p95 sit at D + the baseline's (±5 %)."""
+    rows, data = sc.create_latency(tmp_path)
+    report(rows)
+    base, delayed = data["base_latency"], data["delayed_latency"]
+    assert base["count"] >= 50
+    assert delayed["count"] >= 50
+    for p in ("p50", "p90", "p95"):
+        want = sc.CREATE_DELAY * 1000 + base[p]
+        assert delayed[p] == pytest.approx(want, rel=0.05), (p, base, delayed)
+
+
+def test_open_model_pause_shows_from_intended_start_only(tmp_path, report):
+    """A 2 s server freeze shows in latency from the intended start, not from the actual."""
+    rows, data = sc.open_model_pause(tmp_path)
+    report(rows)
+    run, pause_ms = data["run"], data["pause_s"] * 1000
+    b = run.batches
+    assert run.summary()["dropped"] == 0
+    assert run.summary()["failed"] == 0
+    intended = b["total_from_intended_ms"]
+    actual = b["total_ms"]
+    # From the intended start: the start due when the server froze waited the whole pause;
+    # the starts due in the pause's first half (rate × pause/2) waited more than half of it.
+    assert intended.max() == pytest.approx(pause_ms, rel=0.05)
+    expected = sc.ARRIVAL_RATE * data["pause_s"] / 2
+    assert abs((intended > pause_ms / 2).sum() - expected) <= max(2, 0.1 * expected)
+    # From the actual start: only the batches in flight (one per user) saw it.
+    assert (actual > pause_ms / 2).sum() <= sc.OPEN_USERS
+    assert actual.quantile(0.9) < 0.05 * pause_ms
+    lat = run.latency()
+    assert lat.loc["total_from_intended", "p90"] > pause_ms / 4
+    assert lat.loc["total", "p90"] < 0.05 * pause_ms
+
+
+def test_duplicates_gaps_oversized_reported_exactly(tmp_path, report):
+    """Injected duplicates, gaps and oversized items are reported exactly; every batch seals."""
+    rows, data = sc.dedupe_and_seal(tmp_path)
+    report(rows)
+    for r in rows:
+        assert r["measured"] == r["configured"], r
+    truth, got, s = data["truth"], data["got"], data["summary"]
+    assert min(truth["duplicate"], truth["gap"], truth["oversized"]) > 0
+    assert got == {k: truth[k] for k in got}
+    assert s["seal_rate"] == 1.0
+    assert s["failed"] == 0
+    run = data["run"]
+    dd = run.dedupe()
+    assert (dd[["deduplicated_diff", "accepted_diff", "mismatched"]] == 0).all().all(), dd
+    cross = run.crosscheck()
+    assert (cross["difference"] == 0).all(), cross
+    assert data["stats"]["batches_sealed"] == data["stats"]["batches_created"] == s["batches"]
