@@ -363,8 +363,11 @@ def format_table(rows: list[dict[str, Any]]) -> str:
     """Rows as a markdown table: configured | measured | error."""
     out = ["| scenario | figure | configured | measured | error | tolerance |",
            "|---|---|---:|---:|---:|---|"]
+    def num(v: float) -> str:
+        return f"{v:,.0f}" if float(v).is_integer() else f"{v:,.4g}"
+
     for r in rows:
         err = f"{r['error']:+.2%}" if r["relative"] else f"{r['error']:+.3g}"
-        out.append(f"| {r['scenario']} | {r['figure']} | {r['configured']:,.4g} | "
-                   f"{r['measured']:,.4g} | {err} | {r['tolerance']} |")
+        out.append(f"| {r['scenario']} | {r['figure']} | {num(r['configured'])} | "
+                   f"{num(r['measured'])} | {err} | {r['tolerance']} |")
     return "\n".join(out)
