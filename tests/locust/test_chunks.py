@@ -10,7 +10,8 @@ from loadkit.records import CHUNKS_JSONL
 pytestmark = pytest.mark.slow
 
 SLOW = ("--items", "1000", "--payload-bytes", "2000", "--send-buffer-bytes", "65536",
-        "--server-ingest-rate", "3000", "--keep-chunk-timings", "true")
+        "--server-enqueue-delay", "0.01", "--server-ingest-concurrency", "8",
+        "--keep-chunk-timings", "true")
 
 
 @pytest.mark.parametrize("processes", [None, "2"])
@@ -34,9 +35,10 @@ def test_chunk_timeline_shows_stalls_of_a_slow_server(run_locust, processes):
         per.loc[by_batch.size().index, "stall_ms"].to_numpy())
     assert by_batch["bytes"].sum().to_numpy().tolist() == per.loc[
         by_batch.size().index, "bytes_sent"].tolist()
-    # 2 MB batches through a 64 KiB send buffer to a server enqueueing 3,000 items/s
-    # (~6 MB/s, shared by 2 users): once ~0.4 MB of buffers are full, the writer waits.
+    # 2 MB batches through a 64 KiB send buffer to a server enqueueing ~800 items/s per
+    # stream (~1.6 MB/s): once the buffers between writer and enqueue are full, the writer
+    # waits (measured 30-70 % of a stream here: the server's buffers take 0.4-1 MB).
     share = by_batch["write_ms"].sum() / per.loc[by_batch.size().index, "stream_ms"]
-    assert share.median() > 0.5
+    assert share.median() > 0.25
     assert timeline["write_ms"].max() > 5
     assert timeline["elapsed_s"].is_monotonic_increasing
