@@ -5,11 +5,12 @@ registers loadkit's flags and listeners with locust's events (nothing else happe
 
 Flags
     Every row of :data:`loadkit.options.OPTIONS` becomes a flag (``payload_bytes`` →
-    ``--payload-bytes``) through ``events.init_command_line_parser``, so each shows in
-    ``locust --help`` and the web UI and can be set in ``locust.conf``, ``[tool.locust]`` of
-    ``pyproject.toml`` or as ``LOCUST_PAYLOAD_BYTES``. They are parsed once, by
-    :func:`loadkit.options.parse_options`; a bad value stops locust at start-up with one line
-    and exit code 2.
+    ``--payload-bytes``) through ``events.init_command_line_parser``, so each works on the
+    command line and in the web UI and can be set in ``locust.conf``, ``[tool.locust]`` of
+    ``pyproject.toml`` or as ``LOCUST_PAYLOAD_BYTES``. (``locust --help`` prints before it
+    loads the locustfile, so it cannot list them: ``loadkit options`` does.) They are parsed
+    once, by :func:`loadkit.options.parse_options`; a bad value stops locust at start-up
+    with one line and exit code 2.
 
 Target
     ``--host`` (or ``TRIGGER_API_URL``) with the key from ``TRIGGER_SECRET_KEY``. With no
