@@ -459,9 +459,6 @@ def _cmd_send(args: argparse.Namespace) -> int:
     return 0 if result.ok else 1
 
 
-if __name__ == "__main__":  # pragma: no cover
-    raise SystemExit(main())
-
 
 # -- options ------------------------------------------------------------------------------
 

@@ -731,8 +731,9 @@ class BatchUser(User):
         if not _run.plan_ready.wait(timeout=10):
             index = max(getattr(self.environment.runner, "worker_index", 0), 0)
             log.warning("loadkit: no run plan from the master; numbering batches on my own")
-            _run.plan = {"run_id": _run.run_id or "unknown", "index": index,
-                         "count": index + 1, "t0": time.time()}
+            # a range of its own, far from any planned numbering: batches stay distinct
+            _run.plan = {"run_id": _run.run_id or "unknown", "index": (index + 1) << 32,
+                         "count": 1, "t0": time.time()}
             _run.plan_ready.set()
         opts = _run.options
         assert opts is not None

@@ -152,6 +152,8 @@ def run(users: int = 1, spawn_rate: float | None = None, run_time: str | float =
         raise ConfigError("results_dir", str(parsed.run.results_dir),
                           f"a writable directory ({exc.strerror or exc})") from None
     run_dir = results / run_id
+    if run_dir.exists():  # locust would refuse it, and the old run must not pass for the new
+        raise ConfigError("run_id", run_id, "a run id not used yet in " + str(results))
     log_path = results / f"{run_id}.locust.log"
 
     if locustfile is None:
