@@ -25,6 +25,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -43,23 +44,24 @@ STOP_TIMEOUT = 60.0
 """Seconds locust gets to stop after SIGTERM before it is killed."""
 
 
+_DURATION = re.compile(r"(?:(\d+(?:\.\d+)?)h)?(?:(\d+(?:\.\d+)?)m)?(?:(\d+(?:\.\d+)?)s?)?")
+_DURATION_FORM = "a positive duration like 30, '20s', '5m', '1h30m' or '1.5m'"
+
+
 def _seconds(run_time: str | float) -> float:
+    """Seconds from a number or locust's duration form (``20s``, ``5m``, ``1h30m``)."""
+    if isinstance(run_time, bool):
+        raise ConfigError("run_time", run_time, _DURATION_FORM)
     if isinstance(run_time, (int, float)):
-        return float(run_time)
-    total, number = 0.0, ""
-    units = {"h": 3600, "m": 60, "s": 1}
-    for ch in str(run_time).strip():
-        if ch.isdigit() or ch == ".":
-            number += ch
-        elif ch in units and number:
-            total += float(number) * units[ch]
-            number = ""
-        else:
-            raise ConfigError("run_time", run_time, "a duration like 30, '20s', '5m' or '1h30m'")
-    if number:
-        total += float(number)
-    if total <= 0:
-        raise ConfigError("run_time", run_time, "a positive duration like '20s'")
+        total = float(run_time)
+    else:
+        m = _DURATION.fullmatch(str(run_time).strip())
+        if m is None or not any(m.groups()):
+            raise ConfigError("run_time", run_time, _DURATION_FORM)
+        h, mins, secs = (float(g) if g else 0.0 for g in m.groups())
+        total = h * 3600 + mins * 60 + secs
+    if not total > 0 or total == float("inf"):
+        raise ConfigError("run_time", run_time, _DURATION_FORM)
     return total
 
 
@@ -192,6 +194,8 @@ def run(users: int = 1, spawn_rate: float | None = None, run_time: str | float =
             bar.close()
 
     code = proc.returncode
+    if locustfile != LOCUSTFILE and Path(locustfile).name == f".{run_id}.locustfile.py":
+        Path(locustfile).unlink(missing_ok=True)
     if not run_dir.is_dir():
         tail = log_path.read_text(encoding="utf-8", errors="replace").strip().splitlines()[-15:]
         raise LoadkitError(f"locust exited with code {code} before the run started; "
