@@ -679,22 +679,14 @@ def _report(environment: Any, row: dict[str, Any]) -> None:
 
 def _dropped_row(user_id: int, seq: int, intended_at: float, now: float) -> dict[str, Any]:
     """The record of a scheduled start that no user could serve in time (nothing sent)."""
-    row: dict[str, Any] = dict.fromkeys(rec.FIELD_NAMES)
-    row.update(
+    return rec.BatchRecord.blank(
         run_id=_run.run_id, worker_id=_run.worker_id, user_id=user_id, seq=seq,
-        intended_at=intended_at, started_at=now, ended_at=now, total_ms=0.0,
-        total_from_intended_ms=(now - intended_at) * 1000.0, outcome="dropped", sealed=False,
-        attempts=0, create_attempts=0, retry_reasons="", run_count=0, task_count=0,
-        payload_bytes=0, lines_sent=0, bytes_sent=0, items_accepted=0, items_deduplicated=0,
-        expected_status=0, expected_accepted=0, expected_deduplicated=0, expected_sealed=False,
-        fault_duplicate=0, fault_gap=0, fault_shuffle=0, fault_malformed=0, fault_schema=0,
-        fault_out_of_range=0, fault_oversized=0, violations=0, stall_ms=0.0,
-        stall_fraction=0.0, max_stall_ms=0.0, rate_limit_wait_ms=0.0, rate_limited=0,
+        intended_at=intended_at, started_at=now, ended_at=now,
+        total_from_intended_ms=(now - intended_at) * 1000.0, outcome="dropped",
         error_kind="dropped",
         error=f"open model: started {(now - intended_at):.3f} s late (bound "
               f"{_run.options.run.drop_after:g} s)" if _run.options else None,
-    )
-    return row
+    ).as_dict()
 
 
 def _interrupted_row(user_id: int, seq: int, intended_at: float | None,

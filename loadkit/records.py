@@ -156,6 +156,16 @@ class BatchRecord:
     def as_dict(self) -> dict[str, Any]:
         return {name: getattr(self, name) for name in FIELD_NAMES}
 
+    @classmethod
+    def blank(cls, **overrides: Any) -> BatchRecord:
+        """A placeholder record: every field blank by its type, then ``overrides``.
+
+        Blank is None for an optional field, ``0``/``0.0``/``False``/``""`` for a required
+        int/float/bool/str, and the declared default where there is one. Used for rows of
+        batches that sent nothing (``dropped``, ``interrupted``) and for test records.
+        """
+        return cls(**{**_BLANK, **overrides})
+
 
 FIELD_NAMES: tuple[str, ...] = tuple(f.name for f in dataclasses.fields(BatchRecord))
 
@@ -170,6 +180,18 @@ def _arrow_field(name: str, annotation: Any) -> pa.Field:
 
 
 _HINTS = typing.get_type_hints(BatchRecord)
+
+
+def _blank_value(field: dataclasses.Field[Any]) -> Any:
+    if field.default is not dataclasses.MISSING:
+        return field.default
+    annotation = _HINTS[field.name]
+    if isinstance(annotation, types.UnionType) and type(None) in typing.get_args(annotation):
+        return None
+    return annotation()  # int() == 0, float() == 0.0, bool() is False, str() == ""
+
+
+_BLANK: dict[str, Any] = {f.name: _blank_value(f) for f in dataclasses.fields(BatchRecord)}
 ARROW_SCHEMA: pa.Schema = pa.schema(
     [_arrow_field(name, _HINTS[name]) for name in FIELD_NAMES],
     metadata={b"loadkit_schema_version": str(SCHEMA_VERSION).encode()},

@@ -4,6 +4,7 @@ import os
 import stat
 import subprocess
 import sys
+import typing
 
 import pytest
 
@@ -12,11 +13,13 @@ from loadkit.records import (
     ARROW_SCHEMA,
     RECORDS_JSONL,
     SCHEMA_VERSION,
+    BatchRecord,
     RecordWriter,
     create_run_dir,
     read_jsonl,
     read_records,
     read_run_meta,
+    records_table,
     write_parquet,
     write_run_meta,
 )
@@ -118,3 +121,21 @@ def test_readers_say_what_is_missing(tmp_path):
         read_run_meta(tmp_path)
     with pytest.raises(RecordsError, match="holds no"):
         read_records(tmp_path)
+
+
+def test_blank_record_is_blank_by_field_type_and_takes_overrides():
+    """BatchRecord.blank gives None to optional fields, zero values to required ones."""
+    blank = BatchRecord.blank(outcome="dropped", seq=7)
+    hints = typing.get_type_hints(BatchRecord)
+    for name, value in blank.as_dict().items():
+        if name in ("outcome", "seq"):
+            continue
+        if type(None) in typing.get_args(hints[name]):
+            assert value is None, name
+        else:
+            assert value == hints[name](), name
+            assert type(value) is hints[name], name
+    assert (blank.outcome, blank.seq) == ("dropped", 7)
+    assert records_table([blank]).num_rows == 1  # valid against the Arrow schema
+    with pytest.raises(TypeError):
+        BatchRecord.blank(no_such_field=1)

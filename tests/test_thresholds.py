@@ -6,7 +6,7 @@ import pyarrow as pa
 import pytest
 
 from loadkit.errors import ThresholdError
-from loadkit.records import ARROW_SCHEMA
+from loadkit.records import ARROW_SCHEMA, BatchRecord
 from loadkit.thresholds import (
     DEFAULT_THRESHOLDS,
     evaluate,
@@ -17,19 +17,13 @@ from loadkit.thresholds import (
 
 
 def row(**over):
-    base = {name: None for name in ARROW_SCHEMA.names}
-    base.update(
-        run_id="r", worker_id="local", user_id=0, seq=0, started_at=100.0, ended_at=101.0,
-        total_ms=100.0, outcome="sealed", sealed=True, attempts=1, create_attempts=1,
-        retry_reasons="", run_count=10, task_count=1, payload_bytes=100, lines_sent=10,
-        bytes_sent=1000, items_accepted=10, items_deduplicated=0, expected_status=200,
-        expected_accepted=10, expected_deduplicated=0, expected_sealed=True,
-        fault_duplicate=0, fault_gap=0, fault_shuffle=0, fault_malformed=0, fault_schema=0,
-        fault_out_of_range=0, fault_oversized=0, violations=0, stall_ms=0.0,
-        stall_fraction=0.1, max_stall_ms=0.0, rate_limit_wait_ms=0.0, rate_limited=0,
-    )
-    base.update(over)
-    return base
+    """A sealed first-try batch of 10 items as a dict, with ``over`` applied."""
+    return BatchRecord.blank(
+        run_id="r", worker_id="local", started_at=100.0, ended_at=101.0, total_ms=100.0,
+        outcome="sealed", sealed=True, attempts=1, create_attempts=1, run_count=10,
+        task_count=1, payload_bytes=100, lines_sent=10, bytes_sent=1000, items_accepted=10,
+        expected_status=200, expected_accepted=10, expected_sealed=True, stall_fraction=0.1,
+    ).as_dict() | over
 
 
 ROWS = [

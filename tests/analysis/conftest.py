@@ -20,19 +20,12 @@ FAKE_KEY = "tr_dev_LEAKCANARY0123456789abcdef"
 """A distinctive key planted in run.json; no report may contain it."""
 
 _DEFAULTS: dict[str, Any] = dict(
-    run_id="run-a", worker_id="w1", user_id=0, seq=0, batch_id=None,
-    intended_at=None, started_at=T0, ended_at=T0, create_ms=None, stream_ms=None,
-    total_ms=0.0, total_from_intended_ms=None, outcome="sealed", sealed=True,
-    sealed_attempt=1, attempts=1, create_attempts=1, status=200, error_kind=None, error=None,
-    retry_reasons="", run_count=100, task_count=1, payload_bytes=9000, lines_sent=100,
-    bytes_sent=10_000, items_accepted=100, items_deduplicated=0, enqueued_count=None,
-    expected_count=None, expected_status=200, expected_accepted=100, expected_deduplicated=0,
-    expected_sealed=True, fault_duplicate=0, fault_gap=0, fault_shuffle=0, fault_malformed=0,
-    fault_schema=0, fault_out_of_range=0, fault_oversized=0, violations=0,
-    violation_text=None, verified=None, stall_ms=0.0, stall_fraction=0.0, max_stall_ms=0.0,
-    send_bytes_per_s=None, send_items_per_s=None, response_tail_ms=None,
-    rate_limit_wait_ms=0.0, rate_limited=0, ratelimit_reset_unit=None,
+    run_id="run-a", worker_id="w1", started_at=T0, ended_at=T0, outcome="sealed",
+    sealed=True, sealed_attempt=1, attempts=1, create_attempts=1, status=200, run_count=100,
+    task_count=1, payload_bytes=9000, lines_sent=100, bytes_sent=10_000, items_accepted=100,
+    expected_status=200, expected_accepted=100, expected_sealed=True,
 )
+"""A sealed first-try batch of 100 items: what differs from :meth:`BatchRecord.blank`."""
 
 
 def rec(seq: int, start: float, end: float, **fields: Any) -> BatchRecord:
@@ -42,7 +35,7 @@ def rec(seq: int, start: float, end: float, **fields: Any) -> BatchRecord:
     if fields.get("intended") is not None:
         values["intended_at"] = T0 + fields.pop("intended")
     values.update(fields)
-    return BatchRecord(**values)
+    return BatchRecord.blank(**values)
 
 
 def _records_a() -> list[BatchRecord]:
