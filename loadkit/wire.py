@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import enum
 import re
+from dataclasses import dataclass
 from typing import Any
 
 __all__ = [
@@ -32,7 +33,11 @@ __all__ = [
     "STATS_PATH",
     "STREAM_PATH",
     "BatchStatus",
+    "CreateAnswer",
     "Header",
+    "ProcessingError",
+    "RetrieveAnswer",
+    "StreamAnswer",
     "create_body_error",
     "create_path",
     "error_body",
@@ -40,6 +45,9 @@ __all__ = [
     "is_ndjson_content_type",
     "item_schema_error",
     "msg",
+    "parse_create_response",
+    "parse_retrieve_response",
+    "parse_stream_response",
     "retrieve_path",
     "stream_path",
     "stream_response",
@@ -242,6 +250,156 @@ def stream_response(
         body["enqueuedCount"] = enqueued_count
         body["expectedCount"] = expected_count
     return body
+
+
+# --- reading answers (the client's side of the shapes above) -----------------------------
+# Each parser takes parsed JSON and returns a frozen value with the types checked, or raises
+# ValueError naming the first field that is missing or of the wrong type (the client turns
+# that into a ProtocolError or a named violation). Unknown fields are ignored.
+
+
+def _int_field(body: dict[str, Any], name: str, *, required: bool) -> int | None:
+    value = body.get(name)
+    if value is None and not required:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        got = "nothing" if name not in body else _type_name(value)
+        if isinstance(value, int) and not isinstance(value, bool):
+            got = str(value)
+        raise ValueError(f"{name}: expected an integer >= 0, received {got}")
+    return value
+
+
+def _object(body: object, what: str) -> dict[str, Any]:
+    if not isinstance(body, dict):
+        raise ValueError(f"{what}: expected an object, received {_type_name(body)}")
+    return body
+
+
+@dataclass(frozen=True, slots=True)
+class StreamAnswer:
+    """A phase-2 200 answer (:func:`stream_response`), read by :func:`parse_stream_response`."""
+
+    items_accepted: int
+    items_deduplicated: int
+    sealed: bool
+    id: str | None = None
+    run_count: int | None = None
+    """Sent when sealed."""
+    enqueued_count: int | None = None
+    """Sent when not sealed."""
+    expected_count: int | None = None
+    """Sent when not sealed."""
+
+
+def parse_stream_response(body: object) -> StreamAnswer:
+    """Read a phase-2 200 answer; ValueError when it is not one.
+
+    ``itemsAccepted``, ``itemsDeduplicated``: integers >= 0; ``sealed``: boolean; ``id``:
+    string; ``runCount``, ``enqueuedCount``, ``expectedCount``: integers >= 0. The last four
+    may be absent or null (which of them a correct server sends is checked by the client).
+    """
+    answer = _object(body, "answer")
+    accepted = _int_field(answer, "itemsAccepted", required=True)
+    dedup = _int_field(answer, "itemsDeduplicated", required=True)
+    sealed = answer.get("sealed")
+    if not isinstance(sealed, bool):
+        raise ValueError(f"sealed: expected a boolean, received {_type_name(sealed)}")
+    batch_id = answer.get("id")
+    if batch_id is not None and not isinstance(batch_id, str):
+        raise ValueError(f"id: expected a string, received {_type_name(batch_id)}")
+    return StreamAnswer(
+        items_accepted=accepted,  # type: ignore[arg-type]
+        items_deduplicated=dedup,  # type: ignore[arg-type]
+        sealed=sealed,
+        id=batch_id,
+        run_count=_int_field(answer, "runCount", required=False),
+        enqueued_count=_int_field(answer, "enqueuedCount", required=False),
+        expected_count=_int_field(answer, "expectedCount", required=False),
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class CreateAnswer:
+    """A phase-1 answer ``{id, runCount, isCached}``, read by :func:`parse_create_response`."""
+
+    id: str
+    run_count: int | None
+    is_cached: bool
+
+
+def parse_create_response(body: object) -> CreateAnswer:
+    """Read a phase-1 (create) answer; ValueError when it is not one.
+
+    ``id``: a non-empty printable string without ``/ ? #`` or spaces (it goes into the
+    stream path); ``runCount``: integer >= 0 (may be absent); ``isCached``: boolean (absent
+    means false).
+    """
+    answer = _object(body, "answer")
+    batch_id = answer.get("id")
+    if not (isinstance(batch_id, str) and batch_id and batch_id.isprintable()
+            and not any(c in batch_id for c in "/?# ")):
+        raise ValueError(f"id: expected a batch id (a non-empty string without / ? # or "
+                         f"spaces), received {_type_name(batch_id)}")
+    cached = answer.get("isCached", False)
+    if not isinstance(cached, bool):
+        raise ValueError(f"isCached: expected a boolean, received {_type_name(cached)}")
+    return CreateAnswer(id=batch_id, run_count=_int_field(answer, "runCount", required=False),
+                        is_cached=cached)
+
+
+@dataclass(frozen=True, slots=True)
+class ProcessingError:
+    """One entry of a retrieved batch's ``processing.errors`` (a pre-failed run)."""
+
+    index: int
+    error_code: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class RetrieveAnswer:
+    """``GET /api/v2/batches/{id}`` (the Batch object), read by :func:`parse_retrieve_response`."""
+
+    status: str
+    runs: tuple[str, ...]
+    errors: tuple[ProcessingError, ...]
+    run_count: int | None = None
+
+
+def parse_retrieve_response(body: object) -> RetrieveAnswer:
+    """Read a retrieved Batch; ValueError when it is not one.
+
+    ``status``: string; ``runs``: array of strings; ``processing``: object whose ``errors``
+    is an array of objects with ``index`` (integer >= 0) and ``errorCode`` (string, may be
+    absent); ``runCount``: integer >= 0 (may be absent).
+    """
+    answer = _object(body, "answer")
+    status = answer.get("status")
+    if not isinstance(status, str):
+        raise ValueError(f"status: expected a string, received {_type_name(status)}")
+    runs = answer.get("runs")
+    if not isinstance(runs, list) or not all(isinstance(r, str) for r in runs):
+        got = _type_name(runs) if not isinstance(runs, list) else "an array with a non-string"
+        raise ValueError(f"runs: expected an array of strings, received {got}")
+    processing = _object(answer.get("processing"), "processing")
+    raw_errors = processing.get("errors")
+    if not isinstance(raw_errors, list):
+        raise ValueError("processing.errors: expected an array, received "
+                         + _type_name(raw_errors))
+    errors = []
+    for k, entry in enumerate(raw_errors):
+        item = _object(entry, f"processing.errors[{k}]")
+        try:
+            index = _int_field(item, "index", required=True)
+        except ValueError as exc:
+            raise ValueError(f"processing.errors[{k}].{exc}") from None
+        code = item.get("errorCode")
+        if code is not None and not isinstance(code, str):
+            raise ValueError(f"processing.errors[{k}].errorCode: expected a string, received "
+                             + _type_name(code))
+        errors.append(ProcessingError(index=index, error_code=code))  # type: ignore[arg-type]
+    return RetrieveAnswer(status=status, runs=tuple(runs), errors=tuple(errors),
+                          run_count=_int_field(answer, "runCount", required=False))
 
 
 # --- item schema (BatchItemNDJSON) -------------------------------------------------------
