@@ -57,12 +57,26 @@ the first stream's answer against ``batch.expected`` (status, error message, ite
 itemsDeduplicated, sealed, enqueuedCount, expectedCount); each retry's answer against what the
 client knows it sent; totals (accepted never above runCount, exactly runCount when every
 attempt's answer was seen); ``verify=True`` retrieves the sealed batch and checks ``runs``
-holds runCount distinct ids and the PAYLOAD_TOO_LARGE errors are ``expected.too_large``.
+holds runCount distinct ids and the PAYLOAD_TOO_LARGE errors are ``expected.too_large``;
+a retrieve answer that is not a Batch is the violation ``retrieve_malformed``. When
+``verify_timeout`` runs out while the target's engine is still making runs, the batch is
+*not checked in time* (``verified=None`` and ``verify_note``), not a violation, unless what was
+seen already proves a mismatch (duplicate run ids, more runs than runCount, an unexpected
+PAYLOAD_TOO_LARGE).
 An injected fault's 400/422 that matches the expected status and message is not a violation
 (the client goes on with a clean retry so that the batch seals); an unexpected 400/422 is a
 violation and the batch fails (not retried).
 
-The secret key never appears in results, errors or logs (answers are redacted).
+**Malformed answers**: every answer is read by the parsers of :mod:`loadkit.wire`
+(``parse_create_response``, ``parse_stream_response``, ``parse_retrieve_response``), which
+check each field's type; a create or stream answer that is not the batch API's is a
+:class:`~loadkit.errors.ProtocolError` on the result, never an exception out of ``send``.
+
+**The secret key** never appears in results, errors, records or logs: everything the target
+sends that the client keeps (bodies, parsed answers, the retry headers, transport error texts)
+passes through one helper, ``BatchClient._clean``, as it is read. It replaces the client's own
+key and any ``Bearer <token>`` with ``<redacted>``, so a target that echoes the
+``Authorization`` header cannot make the client store it.
 """
 
 from __future__ import annotations
@@ -70,13 +84,14 @@ from __future__ import annotations
 import logging
 import os
 import random
+import re
 import socket
 import time
 import uuid
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from functools import partial
-from typing import Any
+from typing import Any, TypeVar
 
 import httpx
 import numpy as np
@@ -97,7 +112,9 @@ from loadkit.result import Attempt, BatchResult, ChunkTimings, Violation
 from loadkit.retry import RetryPolicy
 
 __all__ = [
+    "CONNECT_TIMEOUT",
     "DEFAULT_TIMEOUT",
+    "DEFAULT_VERIFY_TIMEOUT",
     "SDK_VERSION",
     "BatchClient",
     "BatchResult",
@@ -109,10 +126,22 @@ logging.getLogger("httpx").setLevel(logging.WARNING)  # no INFO line per request
 
 SDK_VERSION = "4.8.3"
 """Sent as ``trigger-version``: the SDK release whose wire behaviour loadkit matches."""
-DEFAULT_TIMEOUT = httpx.Timeout(330.0, connect=10.0)
-"""Longer than the real server's own 300 s request timeout, so its 408 is seen (the SDK has
-no client timeout at all); connect fails after 10 s."""
+DEFAULT_TIMEOUT = 330.0
+"""Seconds the client waits for any one request (the one default of ``BatchClient``, the
+``timeout`` run option and ``loadkit send``): longer than the real server's own 300 s request
+timeout, so its 408 is seen and a slow ingest tail is not cut short and re-sent (the SDK has
+no client timeout at all)."""
+CONNECT_TIMEOUT = 10.0
+"""Seconds to establish a connection (at most the request timeout)."""
+DEFAULT_VERIFY_TIMEOUT = 10.0
+"""Seconds ``verify=True`` polls a sealed batch while the target's engine makes its runs."""
+REDACTED = "<redacted>"
+_BEARER = r"(?i)\b(bearer\s+)[A-Za-z0-9\-._~+/]+=*"
+"""``Bearer <token>`` (RFC 6750 token characters); the word and spacing are kept."""
+_BEARER_TEXT = re.compile(_BEARER)
+_BEARER_RAW = re.compile(_BEARER.encode())
 _SNIPPET = 120
+_T = TypeVar("_T")
 _RETRY_HEADERS = (wire.Header.SHOULD_RETRY, wire.Header.RATELIMIT_LIMIT,
                   wire.Header.RATELIMIT_REMAINING, wire.Header.RATELIMIT_RESET,
                   wire.Header.RETRY_AFTER)
@@ -219,10 +248,6 @@ def _snippet(raw: bytes) -> str:
     return text + ("…" if len(raw) > _SNIPPET else "")
 
 
-def _is_int(value: object) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
-
-
 class BatchClient:
     """A client of one target (base URL + secret key). Not thread-safe: one per user/thread.
 
@@ -237,7 +262,8 @@ class BatchClient:
     ``keep_chunk_timings``: keep every chunk's write timing on each attempt.
     ``send_buffer_bytes``: ``SO_SNDBUF`` for the client socket (see the module docstring).
     ``verify``: after sealing, retrieve the batch and check its runs (polls up to
-    ``verify_timeout`` seconds while the target's engine makes the runs).
+    ``verify_timeout`` seconds, default :data:`DEFAULT_VERIFY_TIMEOUT`, while the target's
+    engine makes the runs).
     ``seed``: seeds retry jitter (reproducible delays in tests).
     ``sleep``: the function used to wait (``time.sleep``; gevent patches it under locust).
     """
@@ -254,7 +280,7 @@ class BatchClient:
         keep_chunk_timings: bool = False,
         send_buffer_bytes: int | None = None,
         verify: bool = False,
-        verify_timeout: float = 10.0,
+        verify_timeout: float = DEFAULT_VERIFY_TIMEOUT,
         seed: int | None = None,
         trigger_version: str = SDK_VERSION,
         sleep: Callable[[float], None] = time.sleep,
@@ -275,6 +301,7 @@ class BatchClient:
         self.base_url = url
         key = secret_key if secret_key is not None else os.environ.get("TRIGGER_SECRET_KEY")
         self._key = key.strip() if key and key.strip() else None
+        self._key_raw = self._key.encode() if self._key else None
         if chunk_bytes is not None and (isinstance(chunk_bytes, bool) or int(chunk_bytes) < 1):
             raise ConfigError("chunk_bytes", chunk_bytes, "a positive number of bytes")
         self.chunk_bytes = int(chunk_bytes) if chunk_bytes is not None else None
@@ -287,11 +314,14 @@ class BatchClient:
         self.retry = retry if retry is not None else RetryPolicy()
         self.keep_chunk_timings = keep_chunk_timings
         self.verify = verify
-        self.verify_timeout = verify_timeout
+        if (isinstance(verify_timeout, bool) or not isinstance(verify_timeout, (int, float))
+                or not 0 <= verify_timeout < float("inf")):
+            raise ConfigError("verify_timeout", verify_timeout, "seconds >= 0, e.g. 10")
+        self.verify_timeout = float(verify_timeout)
         self._rng = random.Random(seed)
         self._sleep = sleep
         if isinstance(timeout, (int, float)) and not isinstance(timeout, bool):
-            timeout = httpx.Timeout(float(timeout), connect=min(float(timeout), 10.0))
+            timeout = httpx.Timeout(float(timeout), connect=min(float(timeout), CONNECT_TIMEOUT))
         self.timeout = timeout
         if transport is None:
             options = None
@@ -331,10 +361,33 @@ class BatchClient:
     def has_key(self) -> bool:
         return self._key is not None
 
-    def _redact(self, text: str) -> str:
-        if self._key and self._key in text:
-            text = text.replace(self._key, "<redacted>")
-        return text
+    def _clean(self, value: Any) -> Any:
+        """``value`` (text, raw bytes or parsed JSON from the target) with the client's key
+        and any ``Bearer <token>`` replaced by ``<redacted>``: the one redaction of target
+        text, applied where answers are read, before anything is stored."""
+        if isinstance(value, str):  # the key first: a Bearer match could stop inside it
+            if self._key:
+                value = value.replace(self._key, REDACTED)
+            return _BEARER_TEXT.sub(r"\1" + REDACTED, value)
+        if isinstance(value, bytes):
+            if self._key_raw:
+                value = value.replace(self._key_raw, REDACTED.encode())
+            return _BEARER_RAW.sub(rb"\1" + REDACTED.encode(), value)
+        if isinstance(value, dict):
+            return {self._clean(k): self._clean(v) for k, v in value.items()}
+        if isinstance(value, list):
+            return [self._clean(v) for v in value]
+        return value
+
+    def _read(self, raw: bytes) -> tuple[bytes, Any]:
+        """An answer body as read: the body and its parsed JSON (None when it is not JSON),
+        both cleaned of secrets (the parsed strings again, in case of JSON escapes)."""
+        raw = self._clean(raw)
+        try:
+            parsed = orjson.loads(raw) if raw else None
+        except orjson.JSONDecodeError:
+            parsed = None
+        return raw, self._clean(parsed)
 
     # -- phase 1: create ------------------------------------------------------------------
 
@@ -386,31 +439,25 @@ class BatchClient:
                 latency = (time.perf_counter() - t0) * 1000.0
                 status = resp.status_code
                 track.status = status
-                raw = resp.content
+                raw, parsed = self._read(resp.content)
                 if status in (200, 201, 202):
-                    answer = self._json_object(raw, status, path)
-                    batch_id = answer.get("id")
-                    ok = (isinstance(batch_id, str) and batch_id and batch_id.isprintable()
-                          and not any(c in batch_id for c in "/?# ")
-                          and _is_int(answer.get("runCount", run_count)))
-                    if not ok:
-                        raise ProtocolError(self._redact(
-                            f"{self.base_url}{path} answered {status} without a usable batch id: "
-                            f"{_snippet(raw)!r}; check the URL points at a Trigger.dev API"))
+                    created = self._parsed(wire.parse_create_response, raw, parsed, status, path)
                     track.create_ms = latency
                     return CreatedBatch(
-                        id=answer["id"], run_count=int(answer.get("runCount", run_count)),
-                        is_cached=answer.get("isCached") is True, status=status,
+                        id=created.id,
+                        run_count=run_count if created.run_count is None else created.run_count,
+                        is_cached=created.is_cached, status=status,
                         create_ms=latency, attempts=attempt, rate_limited=track.rate_limited,
                         rate_limit_wait_ms=track.rate_limit_wait_ms,
-                        ratelimit_reset_unit=track.reset_unit, answer=answer,
+                        ratelimit_reset_unit=track.reset_unit, answer=parsed,
                     )
-                error = self._status_error(status, raw, path)
+                error = self._status_error(status, raw, parsed, path)
                 reason = str(status)
-                retryable = status != 401 and policy.status_retryable(status, resp.headers)
+                kept = self._retry_headers(resp.headers)
+                retryable = status != 401 and policy.status_retryable(status, kept)
                 if status == 429:
                     track.rate_limited += 1
-                    rl = policy.rate_limit_wait(resp.headers)
+                    rl = policy.rate_limit_wait(kept)
                     if rl is not None:
                         wait = rl.seconds
                         if rl.unit is not None:
@@ -496,40 +543,31 @@ class BatchClient:
 
     def _read_stream_answer(self, attempt: Attempt, status: int, raw: bytes,
                             headers: httpx.Headers, path: str) -> None:
-        try:
-            parsed = orjson.loads(raw) if raw else None
-        except orjson.JSONDecodeError:
-            parsed = None
-        answer = parsed if isinstance(parsed, dict) else None
-        attempt.answer = answer
+        raw, parsed = self._read(raw)
+        attempt.answer = parsed if isinstance(parsed, dict) else None
         if status == 200:
-            if answer is None:
+            try:
+                answer = self._parsed(wire.parse_stream_response, raw, parsed, status, path)
+            except ProtocolError as exc:
                 attempt.reason = "protocol"
-                attempt.error = ProtocolError(self._redact(
-                    f"{self.base_url}{path} answered 200 with {_describe(raw)} instead of the "
-                    f"batch API's JSON: {_snippet(raw)!r}; check the URL points at a "
-                    "Trigger.dev API"))
+                attempt.error = exc
                 return
-            fields_ok = (_is_int(answer.get("itemsAccepted"))
-                         and _is_int(answer.get("itemsDeduplicated"))
-                         and isinstance(answer.get("sealed"), bool))
-            if not fields_ok:
-                attempt.reason = "protocol"
-                attempt.error = ProtocolError(self._redact(
-                    f"{self.base_url}{path} answered 200 without itemsAccepted/"
-                    f"itemsDeduplicated/sealed: {_snippet(raw)!r}"))
-                return
-            attempt.reason = "sealed" if answer["sealed"] else "not_sealed"
+            attempt.stream_answer = answer
+            attempt.reason = "sealed" if answer.sealed else "not_sealed"
             return
         attempt.reason = str(status)
-        attempt.error = self._status_error(status, raw, path)
-        attempt.retry_headers = {k: headers[k] for k in _RETRY_HEADERS if k in headers}
+        attempt.error = self._status_error(status, raw, parsed, path)
+        attempt.retry_headers = self._retry_headers(headers)
+
+    def _retry_headers(self, headers: httpx.Headers) -> dict[str, str]:
+        """The answer's retry-related headers, cleaned (what the retry policy reads)."""
+        return {k: self._clean(headers[k]) for k in _RETRY_HEADERS if k in headers}
 
     # -- errors ---------------------------------------------------------------------------
 
     def _transport_error(self, exc: Exception, path: str, sent: int) -> TargetError:
         where = f"{self.base_url}{path}"
-        detail = self._redact(str(exc) or type(exc).__name__)
+        detail = self._clean(str(exc) or type(exc).__name__)
         if isinstance(exc, httpx.TimeoutException):
             what, limit = _timeout_of(exc, self.timeout)
             error: TargetError = TargetTimeout(
@@ -547,25 +585,31 @@ class BatchClient:
             error = ProtocolError(f"{where}: {detail}")
         return error
 
-    def _status_error(self, status: int, raw: bytes, path: str) -> TargetError:
+    def _status_error(self, status: int, raw: bytes, parsed: Any, path: str) -> TargetError:
+        """The error of an unexpected status (``raw``/``parsed`` as :meth:`_read` gives them)."""
         where = f"{self.base_url}{path}"
-        message = _error_message(raw)
+        message = _error_message(raw, parsed)
         if status == 401:
-            return AuthError(self._redact(
+            return AuthError(
                 f"{where} answered 401 ({message}): check that the secret key "
-                "(TRIGGER_SECRET_KEY) is one this target accepts"))
-        return StatusError(self._redact(f"{where} answered {status}: {message}"))
+                "(TRIGGER_SECRET_KEY) is one this target accepts")
+        return StatusError(f"{where} answered {status}: {message}")
 
-    def _json_object(self, raw: bytes, status: int, path: str) -> dict[str, Any]:
-        try:
-            parsed = orjson.loads(raw)
-        except orjson.JSONDecodeError:
-            parsed = None
+    def _parsed(self, parse: Callable[[Any], _T], raw: bytes, parsed: Any, status: int,
+                path: str) -> _T:
+        """``parse(parsed)`` (a :mod:`loadkit.wire` parser), or a ProtocolError naming what is
+        wrong with the answer (``raw``/``parsed`` as :meth:`_read` gives them)."""
+        where = f"{self.base_url}{path} answered {status}"
         if not isinstance(parsed, dict):
-            raise ProtocolError(self._redact(
-                f"{self.base_url}{path} answered {status} with {_describe(raw)} instead of the "
-                f"batch API's JSON: {_snippet(raw)!r}; check the URL points at a Trigger.dev API"))
-        return parsed
+            raise ProtocolError(
+                f"{where} with {_describe(raw, parsed)} instead of the batch API's JSON: "
+                f"{_snippet(raw)!r}; check the URL points at a Trigger.dev API")
+        try:
+            return parse(parsed)
+        except ValueError as exc:
+            raise ProtocolError(
+                f"{where} with JSON that is not the batch API's answer ({exc}): "
+                f"{_snippet(raw)!r}; check the URL points at a Trigger.dev API") from None
 
     # -- retrieve -------------------------------------------------------------------------
 
@@ -576,11 +620,12 @@ class BatchClient:
         path = wire.retrieve_path(batch_id)
         try:
             resp = self._http.get(path)
-        except httpx.HTTPError as exc:
+        except (httpx.HTTPError, httpx.InvalidURL) as exc:
             raise self._transport_error(exc, path, sent=0) from None
+        raw, parsed = self._read(resp.content)
         if resp.status_code != 200:
-            raise self._status_error(resp.status_code, resp.content, path)
-        return self._json_object(resp.content, 200, path)
+            raise self._status_error(resp.status_code, raw, parsed, path)
+        return self._parsed(dict, raw, parsed, 200, path)
 
     # -- the whole batch ------------------------------------------------------------------
 
@@ -726,7 +771,8 @@ class BatchClient:
             return None
         if reason.isdigit():  # 400 or 422
             status = int(reason)
-            message = (answer or {}).get("error") or (answer or {}).get("message")
+            message = next((answer[k] for k in ("error", "message")
+                            if answer is not None and isinstance(answer.get(k), str)), None)
             if number == 1 and status == exp.status and message == exp.error_message:
                 attempt.reason = "expected_error"
                 return np.asarray(exp.missing, dtype=np.int64)
@@ -742,18 +788,17 @@ class BatchClient:
             result.error = attempt.error
             result.error_kind = attempt.error.kind if attempt.error else "status"
             return None
-        # a 200 answer
-        assert answer is not None
-        accepted, dedup, sealed = (answer["itemsAccepted"], answer["itemsDeduplicated"],
-                                   answer["sealed"])
+        # a 200 answer, read by wire.parse_stream_response
+        s = attempt.stream_answer
+        assert s is not None
+        accepted, dedup, sealed = s.items_accepted, s.items_deduplicated, s.sealed
         count = len(v)
-        if answer.get("id", batch_id) != batch_id:
-            v.append(Violation("id_mismatch", number, batch_id, answer.get("id")))
-        if sealed and _is_int(answer.get("runCount")) and answer["runCount"] != n:
-            v.append(Violation("run_count_mismatch", number, n, answer["runCount"]))
-        if not sealed and answer.get("expectedCount") != n:
-            v.append(Violation("expected_count_mismatch", number, n,
-                               answer.get("expectedCount")))
+        if s.id is not None and s.id != batch_id:
+            v.append(Violation("id_mismatch", number, batch_id, s.id))
+        if sealed and s.run_count is not None and s.run_count != n:
+            v.append(Violation("run_count_mismatch", number, n, s.run_count))
+        if not sealed and s.expected_count != n:
+            v.append(Violation("expected_count_mismatch", number, n, s.expected_count))
         if number == 1:
             if exp.status != 200:
                 v.append(Violation("status_mismatch", number, exp.status, 200,
@@ -764,9 +809,9 @@ class BatchClient:
                                         ("sealed_mismatch", exp.sealed, sealed)):
                     if want != got:
                         v.append(Violation(name, number, want, got))
-                if not sealed and answer.get("enqueuedCount") != exp.enqueued_count:
+                if not sealed and s.enqueued_count != exp.enqueued_count:
                     v.append(Violation("enqueued_mismatch", number, exp.enqueued_count,
-                                       answer.get("enqueuedCount")))
+                                       s.enqueued_count))
             known_now = (np.asarray(exp.missing, dtype=np.int64)
                          if len(v) == count and exp.status == 200 else None)
         else:
@@ -787,9 +832,9 @@ class BatchClient:
             result.sealed = True
             result.sealed_attempt = number
             return np.zeros(0, dtype=np.int64)
-        if known_now is not None and answer.get("enqueuedCount") != n - len(known_now):
+        if known_now is not None and s.enqueued_count != n - len(known_now):
             v.append(Violation("enqueued_mismatch", number, n - len(known_now),
-                               answer.get("enqueuedCount")))
+                               s.enqueued_count))
             known_now = None
         return known_now
 
@@ -808,42 +853,55 @@ class BatchClient:
                     " (some attempts unanswered: at most runCount)" if unseen else "")))
 
     def _verify(self, batch: GeneratedBatch, batch_id: str, result: BatchResult) -> None:
+        """Retrieve the sealed batch until its runs are made (or ``verify_timeout`` runs out)
+        and check them; sets ``result.verified`` (and ``verify_note`` when not checked)."""
         exp = batch.expected
         n = batch.run_count
+        v = result.violations
+        before = len(v)
         deadline = time.perf_counter() + self.verify_timeout
-        final = {str(s) for s in (wire.BatchStatus.COMPLETED, wire.BatchStatus.PARTIAL_FAILED,
-                                  wire.BatchStatus.ABORTED)}
-        answer: dict[str, Any] | None = None
         while True:
             try:
-                answer = self.retrieve(batch_id)
+                seen = wire.parse_retrieve_response(self.retrieve(batch_id))
             except TargetError as exc:
                 result.verified = False
-                result.violations.append(Violation("retrieve_failed", None, 200, exc.kind,
-                                                   str(exc)))
+                v.append(Violation("retrieve_failed", None, 200, exc.kind, str(exc)))
                 return
-            runs = answer.get("runs")
-            done = answer.get("status") in final or (isinstance(runs, list) and len(runs) >= n)
+            except ValueError as exc:  # a JSON object, but not a Batch
+                result.verified = False
+                v.append(Violation("retrieve_malformed", None, "a Batch", str(exc)))
+                return
+            done = seen.status in _FINAL_STATUSES or len(seen.runs) >= n
             if done or time.perf_counter() >= deadline:
                 break
             self._sleep(0.05)
-        runs = answer.get("runs") if isinstance(answer.get("runs"), list) else []
-        before = len(result.violations)
-        if len(runs) != n:
-            result.violations.append(Violation("runs_count_mismatch", None, n, len(runs)))
-        distinct = len(set(map(str, runs)))
+        runs = seen.runs
+        distinct = len(set(runs))
+        too_large = sorted(e.index for e in seen.errors if e.error_code == wire.PAYLOAD_TOO_LARGE)
+        want = sorted(exp.too_large)
+        # In time, everything is checked; timed out, only what the runs seen so far prove
+        # (the engine may still add runs and errors, never remove them).
+        if len(runs) > n or (done and len(runs) != n):
+            v.append(Violation("runs_count_mismatch", None, n, len(runs)))
         if distinct != len(runs):
-            result.violations.append(Violation("runs_duplicate", None, len(runs), distinct))
-        processing = answer.get("processing")
-        errors = processing.get("errors") if isinstance(processing, dict) else None
-        too_large = sorted(
-            e.get("index") for e in (errors or [])
-            if isinstance(e, dict) and e.get("errorCode") == wire.PAYLOAD_TOO_LARGE
-        )
-        if too_large != sorted(exp.too_large):
-            result.violations.append(Violation("too_large_mismatch", None,
-                                               list(exp.too_large), too_large))
-        result.verified = len(result.violations) == before
+            v.append(Violation("runs_duplicate", None, len(runs), distinct))
+        if (too_large != want if done
+                else len(set(too_large)) != len(too_large) or not set(too_large) <= set(want)):
+            v.append(Violation("too_large_mismatch", None, want, too_large))
+        if len(v) > before:
+            result.verified = False
+        elif done:
+            result.verified = True
+        else:
+            result.verified = None
+            result.verify_note = (
+                f"not verified within verify_timeout={self.verify_timeout:g} s: the batch is "
+                f"{seen.status} with {len(runs)} of {n} runs made so far; raise verify_timeout "
+                "for a slow engine")
+
+
+_FINAL_STATUSES = frozenset({str(wire.BatchStatus.COMPLETED), str(wire.BatchStatus.PARTIAL_FAILED),
+                             str(wire.BatchStatus.ABORTED)})
 
 
 def _timeout_of(exc: httpx.TimeoutException, timeout: Any) -> tuple[str, str]:
@@ -869,10 +927,12 @@ def _lines_in_prefix(chunks: Iterable[bytes], nbytes: int) -> int:
     return lines
 
 
-def _describe(raw: bytes) -> str:
+def _describe(raw: bytes, parsed: Any = None) -> str:
     head = raw[:200].lstrip().lower()
     if not raw:
         return "an empty body"
+    if parsed is not None:
+        return f"a JSON {type(parsed).__name__}"
     if head.startswith((b"<!doctype", b"<html", b"<")):
         return "HTML"
     if head.startswith((b"{", b"[")):
@@ -880,13 +940,13 @@ def _describe(raw: bytes) -> str:
     return "text"
 
 
-def _error_message(raw: bytes) -> str:
-    try:
-        parsed = orjson.loads(raw)
-    except orjson.JSONDecodeError:
-        return _describe(raw) + ": " + repr(_snippet(raw))
+def _error_message(raw: bytes, parsed: Any) -> str:
+    """The message of an error answer (``raw``/``parsed`` as ``BatchClient._read`` gives
+    them): its ``error`` or ``message`` string, else a description and a snippet."""
     if isinstance(parsed, dict):
         for key in ("error", "message"):
             if isinstance(parsed.get(key), str):
                 return parsed[key]
+    if parsed is None:
+        return _describe(raw) + ": " + repr(_snippet(raw))
     return repr(_snippet(raw))

@@ -26,6 +26,7 @@ from array import array
 from dataclasses import dataclass, field
 from typing import Any
 
+from loadkit import wire
 from loadkit.errors import TargetError
 from loadkit.generators import ExpectedOutcome
 from loadkit.records import BatchRecord
@@ -103,7 +104,11 @@ class Attempt:
     response_tail_ms: float | None = None
     status: int | None = None
     answer: dict[str, Any] | None = None
-    """The parsed JSON answer (200 body, or error body ``{error, message}``)."""
+    """The JSON answer as the target sent it, secret key removed (200 body, or error body
+    ``{error, message}``); for display only: judge from :attr:`stream_answer`."""
+    stream_answer: wire.StreamAnswer | None = None
+    """The 200 answer read by :func:`loadkit.wire.parse_stream_response` (None for any other
+    answer, or a 200 that is not the batch API's)."""
     reason: str = ""
     """Why it ended: ``sealed``, ``not_sealed``, ``expected_error`` (an injected fault's
     400/422 as predicted), ``connect``, ``dropped``, ``timeout``, ``protocol`` or the HTTP
@@ -169,6 +174,11 @@ class BatchResult:
     """``error.kind`` (auth, connect, timeout, protocol, status), or ``rate_limited`` when
     the batch failed because 429 answers used up its attempts."""
     verified: bool | None = None
+    """``verify=True``: True when the retrieved batch holds exactly the expected runs, False
+    on a violation, None when not checked (no verify, not sealed, or the target's engine was
+    still making runs when ``verify_timeout`` ran out: see :attr:`verify_note`)."""
+    verify_note: str | None = None
+    """Why ``verified`` is None although verify ran (not a violation)."""
     rate_limit_wait_ms: float = 0.0
     rate_limited: int = 0
     ratelimit_reset_unit: str | None = None
@@ -222,23 +232,20 @@ class BatchResult:
 
     @property
     def items_accepted(self) -> int:
-        return sum(int(a.answer.get("itemsAccepted", 0)) for a in self._answered())
+        return sum(s.items_accepted for s in self._answered())
 
     @property
     def items_deduplicated(self) -> int:
-        return sum(int(a.answer.get("itemsDeduplicated", 0)) for a in self._answered())
+        return sum(s.items_deduplicated for s in self._answered())
 
-    def _answered(self) -> list[Attempt]:
-        return [a for a in self.attempts
-                if a.status == 200 and isinstance(a.answer, dict)
-                and isinstance(a.answer.get("itemsAccepted", 0), int)
-                and isinstance(a.answer.get("itemsDeduplicated", 0), int)]
+    def _answered(self) -> list[wire.StreamAnswer]:
+        return [a.stream_answer for a in self.attempts if a.stream_answer is not None]
 
     @property
-    def last_unsealed_answer(self) -> dict[str, Any] | None:
-        for a in reversed(self._answered()):
-            if a.answer is not None and a.answer.get("sealed") is False:
-                return a.answer
+    def last_unsealed_answer(self) -> wire.StreamAnswer | None:
+        for s in reversed(self._answered()):
+            if not s.sealed:
+                return s
         return None
 
     @property
@@ -330,8 +337,8 @@ class BatchResult:
             bytes_sent=self.bytes_sent,
             items_accepted=self.items_accepted,
             items_deduplicated=self.items_deduplicated,
-            enqueued_count=_int_or_none(unsealed, "enqueuedCount"),
-            expected_count=_int_or_none(unsealed, "expectedCount"),
+            enqueued_count=None if unsealed is None else unsealed.enqueued_count,
+            expected_count=None if unsealed is None else unsealed.expected_count,
             expected_status=exp.status,
             expected_accepted=exp.items_accepted,
             expected_deduplicated=exp.items_deduplicated,
@@ -379,7 +386,7 @@ class BatchResult:
             "rate_limit_wait_ms": self.rate_limit_wait_ms, "rate_limited": self.rate_limited,
             "ratelimit_reset_unit": self.ratelimit_reset_unit,
             "unknown_resends": self.unknown_resends,
-            "verified": self.verified,
+            "verified": self.verified, "verify_note": self.verify_note,
             "error_kind": self.error_kind,
             "error": None if self.error is None else str(self.error),
             "retry_reasons": self.retry_reasons,
@@ -393,13 +400,6 @@ class BatchResult:
                 "faults": dict(self.expected.fault_counts),
             },
         }
-
-
-def _int_or_none(answer: dict[str, Any] | None, key: str) -> int | None:
-    if answer is None:
-        return None
-    value = answer.get(key)
-    return value if isinstance(value, int) and not isinstance(value, bool) else None
 
 
 def _finite(value: float | None) -> float | None:

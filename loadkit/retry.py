@@ -322,8 +322,8 @@ class RetryPolicy:
             except ValueError:
                 try:
                     wait = parsedate_to_datetime(text).timestamp() - now
-                except (TypeError, ValueError, IndexError):
-                    return None
+                except (TypeError, ValueError, IndexError, OverflowError, OSError):
+                    return None  # not a date, or one no clock can hold
             if math.isfinite(wait):
                 return RateLimitWait(min(cap, max(0.0, wait)), wire.Header.RETRY_AFTER, None)
         return None
