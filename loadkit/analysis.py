@@ -12,7 +12,8 @@
 Every function here takes a :class:`Run` or a records DataFrame (``run.batches``) as its
 first argument; the :class:`Run` methods are the same functions.
 
-Definitions (one place, so notebooks, reports and thresholds agree):
+Definitions (one place, :func:`loadkit.thresholds.run_metrics`, so notebooks, reports and
+thresholds agree):
 
 - ``batches`` are all records except ``dropped`` ones (open model: a scheduled start that
   was never served); every figure below except ``dropped`` is over those;
@@ -20,7 +21,8 @@ Definitions (one place, so notebooks, reports and thresholds agree):
   ``seal_rate`` = sealed ÷ batches; ``failed`` = outcome ``failed`` or ``not_sealed``;
   ``error_rate`` = failed ÷ batches — the same definitions as :mod:`loadkit.thresholds`;
 - ``items`` = items the server accepted (``items_accepted``, all streams); ``bytes`` = bytes
-  sent; ``duration_s`` = first actual start to last end; rates divide by it;
+  sent; ``duration_s`` = first actual start to last end (``nan`` with no batches); rates
+  divide by it;
 - percentiles are exact: computed from every recorded value (no histogram, no sampling),
   linearly interpolated between the closest ranks (numpy's default, as the thresholds);
 - time buckets use each batch's end (``ended_at``): a batch's items count when it finished.
@@ -57,6 +59,7 @@ from loadkit.records import (
     read_run_meta,
     records_table,
 )
+from loadkit.thresholds import run_metrics
 
 __all__ = [
     "CHUNK_FILES",
@@ -499,47 +502,10 @@ def _ratio(a: float, b: float) -> float:
 def summary(run: Run | pd.DataFrame) -> pd.Series:
     """The run in one Series: counts, sizes, duration, rates, errors, seals, violations.
 
-    Names and definitions match :mod:`loadkit.thresholds` run metrics (``batches``,
-    ``seal_rate``, ``error_rate``, ``items_per_s`` …), so a threshold and the report agree.
+    The figures are :func:`loadkit.thresholds.run_metrics` (one definition: a threshold,
+    the report and a notebook agree); an empty run has ``duration_s`` and rates ``nan``.
     """
-    df = _frame(run)
-    sent = _sent(df)
-    outcome = sent["outcome"]
-    batches = len(sent)
-    dropped = len(df) - batches
-    cached = int((outcome == "cached").sum())
-    sealed = int(outcome.isin(("sealed", "cached")).sum())
-    failed = int(outcome.isin(ERROR_OUTCOMES).sum())
-    items = int(sent["items_accepted"].sum())
-    nbytes = int(sent["bytes_sent"].sum())
-    duration = float(sent["ended_at"].max() - sent["started_at"].min()) if batches else 0.0
-    attempts = sent["attempts"].to_numpy(dtype=np.int64)
-    out = {
-        "batches": batches,
-        "dropped": dropped,
-        "drop_rate": _ratio(dropped, len(df)),
-        "cached": cached,
-        "sealed": sealed,
-        "seal_rate": _ratio(sealed, batches),
-        "failed": failed,
-        "error_rate": _ratio(failed, batches),
-        "violations": int(sent["violations"].sum()),
-        "batches_with_violations": int((sent["violations"] > 0).sum()),
-        "verify_failures": int((sent["verified"] == False).sum()),  # noqa: E712 - nullable
-        "rate_limited": int(sent["rate_limited"].sum()),
-        "retries": int(np.clip(attempts - 1, 0, None).sum()),
-        "items": items,
-        "items_requested": int(sent["run_count"].sum()),
-        "items_deduplicated": int(sent["items_deduplicated"].sum()),
-        "lines": int(sent["lines_sent"].sum()),
-        "bytes": nbytes,
-        "duration_s": duration,
-        "batches_per_s": _ratio(batches, duration),
-        "items_per_s": _ratio(items, duration),
-        "bytes_per_s": _ratio(nbytes, duration),
-        "mb_per_s": _ratio(nbytes / 1e6, duration),
-    }
-    return pd.Series(out, name=_label(run, "run"), dtype=object)
+    return pd.Series(run_metrics(_frame(run)), name=_label(run, "run"), dtype=object)
 
 
 def latency(run: Run | pd.DataFrame,

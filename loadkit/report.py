@@ -72,7 +72,8 @@ def _env_secrets() -> tuple[str, ...]:
 
 def _resolution(run: analysis.Run) -> float:
     """A bucket size giving at most ~120 buckets over the run."""
-    duration = float(analysis.summary(run)["duration_s"] or 0.0)
+    duration = float(analysis.summary(run)["duration_s"])
+    duration = duration if duration > 0 else 0.0  # nan for an empty run
     return next((r for r in _RESOLUTIONS if duration / r <= 120), _RESOLUTIONS[-1])
 
 

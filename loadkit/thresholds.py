@@ -10,30 +10,40 @@ One expression is ``METRIC OP NUMBER``:
   ``min(…)``, ``max(…)``, ``sum(…)`` over any int/float/bool field of
   :class:`~loadkit.records.BatchRecord` — or a named run metric:
 
-  ===================  ===================================================================
-  ``batches``          batches attempted (every record except ``dropped`` ones)
-  ``sealed``           batches whose outcome is ``sealed`` or ``cached``
-  ``seal_rate``        sealed ÷ batches
-  ``failed``           batches whose outcome is ``failed`` or ``not_sealed``
-  ``error_rate``       failed ÷ batches
-  ``dropped``          open model: scheduled starts that were not served in time
-  ``drop_rate``        dropped ÷ (batches + dropped)
-  ``violations``       contract violations summed over all batches
-  ``verify_failures``  batches whose retrieve-after-seal check failed
-  ``rate_limited``     429 answers received
-  ``retries``          stream attempts beyond the first, summed
-  ``items``            items accepted by the server, summed
-  ``bytes``            request body bytes sent, summed
-  ``duration_s``       from the first batch start to the last batch end
-  ``items_per_s``      items ÷ duration_s
-  ``bytes_per_s``      bytes ÷ duration_s
-  ``batches_per_s``    batches ÷ duration_s
-  ===================  ===================================================================
+  ===========================  ===========================================================
+  ``batches``                  batches attempted (every record except ``dropped`` ones)
+  ``dropped``                  open model: scheduled starts that were not served in time
+  ``drop_rate``                dropped ÷ (batches + dropped)
+  ``cached``                   batches whose create was an idempotent replay (``cached``)
+  ``sealed``                   batches whose outcome is ``sealed`` or ``cached``
+  ``seal_rate``                sealed ÷ batches
+  ``failed``                   batches whose outcome is ``failed`` or ``not_sealed``
+  ``error_rate``               failed ÷ batches
+  ``violations``               contract violations summed over all batches
+  ``batches_with_violations``  batches with at least one contract violation
+  ``verify_failures``          batches whose retrieve-after-seal check failed
+  ``rate_limited``             429 answers received
+  ``retries``                  stream attempts beyond the first, summed
+  ``items``                    items accepted by the server, summed
+  ``items_requested``          items asked for (``run_count``), summed
+  ``items_deduplicated``       items the server reported as duplicates, summed
+  ``lines``                    body lines sent, summed
+  ``bytes``                    request body bytes sent, summed
+  ``duration_s``               from the first batch start to the last batch end
+  ``batches_per_s``            batches ÷ duration_s
+  ``items_per_s``              items ÷ duration_s
+  ``bytes_per_s``              bytes ÷ duration_s
+  ``mb_per_s``                 bytes ÷ 10⁶ ÷ duration_s
+  ===========================  ===========================================================
+
+:func:`run_metrics` is the one definition of these figures: :func:`loadkit.analysis.summary`
+is the same dict as a pandas Series, so a threshold, the report and a notebook agree.
 
 Aggregates of record fields skip ``dropped`` records (nothing was sent) and empty (null)
 values. Percentiles interpolate linearly between the closest ranks (numpy's default). A
 metric with no data (no batches, or a field that is null everywhere) measures as ``nan``
-and every comparison with it fails, so an empty run never passes.
+(``duration_s`` and the rates of an empty run included) and every comparison with it fails,
+so an empty run never passes.
 
 No ``eval``: expressions are parsed by a regular expression and checked against the schema.
 """
@@ -62,6 +72,7 @@ __all__ = [
     "format_table",
     "parse_threshold",
     "parse_thresholds",
+    "run_metrics",
 ]
 
 EXIT_THRESHOLDS_FAILED = 3
@@ -82,10 +93,12 @@ _OPS: dict[str, Callable[[float, float], bool]] = {
 }
 _FUNCS = ("mean", "median", "min", "max", "sum")
 RUN_METRICS: tuple[str, ...] = (
-    "batches", "sealed", "seal_rate", "failed", "error_rate", "dropped", "drop_rate",
-    "violations", "verify_failures", "rate_limited", "retries", "items", "bytes",
-    "duration_s", "items_per_s", "bytes_per_s", "batches_per_s",
+    "batches", "dropped", "drop_rate", "cached", "sealed", "seal_rate", "failed",
+    "error_rate", "violations", "batches_with_violations", "verify_failures", "rate_limited",
+    "retries", "items", "items_requested", "items_deduplicated", "lines", "bytes",
+    "duration_s", "batches_per_s", "items_per_s", "bytes_per_s", "mb_per_s",
 )
+"""The keys of :func:`run_metrics`, in its order (the module docstring defines each)."""
 
 _EXPR_RE = re.compile(
     r"""^\s*
@@ -192,86 +205,135 @@ class ThresholdResult:
     passed: bool
 
 
-def _columns(records: Any) -> dict[str, list[Any]]:
-    """Column lists from a pyarrow Table, a pandas DataFrame, or records / dicts."""
-    if hasattr(records, "to_pydict"):  # pyarrow.Table
-        return records.to_pydict()
-    if hasattr(records, "to_dict") and hasattr(records, "columns"):  # pandas.DataFrame
-        frame = records.astype(object).where(records.notna(), None)
-        return {c: list(frame[c]) for c in frame.columns}
-    cols: dict[str, list[Any]] = {}
-    rows = list(records)
-    if not rows:
-        return cols
-    for row in rows:
-        data = row if isinstance(row, Mapping) else row.as_dict()
-        for key, value in data.items():
-            cols.setdefault(key, []).append(value)
-    return cols
+class _Columns:
+    """Record columns as numpy arrays, from a pyarrow Table, a pandas DataFrame, or an
+    iterable of records / dicts (pandas is never imported here)."""
+
+    def __init__(self, records: Any) -> None:
+        self._table = self._frame = None
+        self._rows: dict[str, list[Any]] = {}
+        if hasattr(records, "to_pydict"):  # pyarrow.Table
+            self._table = records
+            n = records.num_rows
+        elif hasattr(records, "columns") and hasattr(records, "to_numpy"):  # pandas.DataFrame
+            self._frame = records
+            n = len(records)
+        else:
+            rows = [r if isinstance(r, Mapping) else r.as_dict() for r in records]
+            for i, row in enumerate(rows):
+                for key, value in row.items():
+                    self._rows.setdefault(key, [None] * i).append(value)
+                for column in self._rows.values():  # a key missing from this row: null
+                    if len(column) <= i:
+                        column.append(None)
+            n = len(rows)
+        self.n = n
+        self.outcome = self._objects("outcome")
+        self.kept = self.outcome != "dropped"
+        """Rows that are batches (every record except ``dropped`` ones)."""
+
+    def _has(self, name: str) -> bool:
+        if self._table is not None:
+            return name in self._table.column_names
+        if self._frame is not None:
+            return name in self._frame.columns
+        return name in self._rows
+
+    def _objects(self, name: str) -> np.ndarray:
+        out = np.empty(self.n, dtype=object)
+        if not self._has(name):
+            return out
+        if self._table is not None:
+            out[:] = self._table.column(name).to_pylist()
+        elif self._frame is not None:
+            out[:] = self._frame[name].astype(object).to_numpy()
+        else:
+            out[:] = self._rows[name]
+        return out
+
+    def numeric(self, name: str) -> np.ndarray:
+        """Column ``name`` as float64, null as NaN (True/False as 1/0), every row."""
+        if not self._has(name):
+            return np.full(self.n, np.nan)
+        if self._table is not None:
+            import pyarrow as pa  # noqa: PLC0415 - only for a Table, which brought pyarrow
+            import pyarrow.compute as pc  # noqa: PLC0415
+
+            column = pc.cast(self._table.column(name), pa.float64())
+            return np.asarray(column.to_numpy(), dtype=float)
+        if self._frame is not None:
+            return self._frame[name].to_numpy(dtype=float, na_value=np.nan)
+        return np.array([np.nan if v is None else v for v in self._rows[name]], dtype=float)
+
+    def field(self, name: str) -> np.ndarray:
+        """The non-null values of ``name`` over batches (``dropped`` records left out)."""
+        values = self.numeric(name)[self.kept]
+        return values[~np.isnan(values)]
+
+
+def _ratio(part: float, whole: float) -> float:
+    return part / whole if whole > 0 else math.nan
+
+
+def run_metrics(records: Any) -> dict[str, Any]:
+    """Every run metric of :data:`RUN_METRICS` over ``records`` (a pyarrow Table, a pandas
+    DataFrame, dicts or :class:`~loadkit.records.BatchRecord`): counts as ints, the rest as
+    floats, ``nan`` where there is no data. The one definition the thresholds and
+    :func:`loadkit.analysis.summary` share."""
+    cols = records if isinstance(records, _Columns) else _Columns(records)
+    sent = cols.outcome[cols.kept]
+    batches = int(cols.kept.sum())
+    dropped = cols.n - batches
+
+    def total(name: str) -> int:
+        return int(cols.field(name).sum())
+
+    sealed = int(((sent == "sealed") | (sent == "cached")).sum())
+    failed = int(((sent == "failed") | (sent == "not_sealed")).sum())
+    items, nbytes = total("items_accepted"), total("bytes_sent")
+    started, ended = cols.field("started_at"), cols.field("ended_at")
+    duration = float(ended.max() - started.min()) if started.size and ended.size else math.nan
+    verified = cols.numeric("verified")[cols.kept]
+    out = {
+        "batches": batches,
+        "dropped": dropped,
+        "drop_rate": _ratio(dropped, cols.n),
+        "cached": int((sent == "cached").sum()),
+        "sealed": sealed,
+        "seal_rate": _ratio(sealed, batches),
+        "failed": failed,
+        "error_rate": _ratio(failed, batches),
+        "violations": total("violations"),
+        "batches_with_violations": int((cols.field("violations") > 0).sum()),
+        "verify_failures": int((verified == 0).sum()),
+        "rate_limited": total("rate_limited"),
+        "retries": int(np.clip(cols.field("attempts") - 1, 0, None).sum()),
+        "items": items,
+        "items_requested": total("run_count"),
+        "items_deduplicated": total("items_deduplicated"),
+        "lines": total("lines_sent"),
+        "bytes": nbytes,
+        "duration_s": duration,
+        "batches_per_s": _ratio(batches, duration),
+        "items_per_s": _ratio(items, duration),
+        "bytes_per_s": _ratio(nbytes, duration),
+        "mb_per_s": _ratio(nbytes / 1e6, duration),
+    }
+    return out
 
 
 class _Measures:
     def __init__(self, records: Any) -> None:
-        self.cols = _columns(records)
-        outcomes = self.cols.get("outcome", [])
-        self.n_all = len(outcomes)
-        self.keep = np.array([o != "dropped" for o in outcomes], dtype=bool)
-        self.outcomes = [o for o in outcomes if o != "dropped"]
-        self.cache: dict[str, float] = {}
-
-    def field(self, name: str) -> np.ndarray:
-        values = self.cols.get(name)
-        if values is None:
-            return np.empty(0)
-        kept = [v for v, k in zip(values, self.keep, strict=True) if k and v is not None]
-        return np.asarray(kept, dtype=float)
-
-    def total(self, name: str) -> float:
-        return float(self.field(name).sum())
+        self.cols = _Columns(records)
+        self._metrics: dict[str, Any] | None = None
 
     def metric(self, name: str) -> float:
-        if name in self.cache:
-            return self.cache[name]
-        batches = len(self.outcomes)
-        dropped = self.n_all - batches
-        sealed = sum(o in ("sealed", "cached") for o in self.outcomes)
-        failed = sum(o in ("failed", "not_sealed") for o in self.outcomes)
-        started = self.field("started_at")
-        ended = self.field("ended_at")
-        duration = float(ended.max() - started.min()) if batches else math.nan
-        verified = [v for v, k in zip(self.cols.get("verified", []), self.keep, strict=True)
-                    if k]
-
-        def per_s(x: float) -> float:
-            return x / duration if duration and duration > 0 else math.nan
-
-        def share(x: float, n: int) -> float:
-            return x / n if n else math.nan
-
-        values = {
-            "batches": float(batches),
-            "sealed": float(sealed),
-            "seal_rate": share(sealed, batches),
-            "failed": float(failed),
-            "error_rate": share(failed, batches),
-            "dropped": float(dropped),
-            "drop_rate": share(dropped, self.n_all),
-            "violations": self.total("violations"),
-            "verify_failures": float(sum(v is False for v in verified)),
-            "rate_limited": self.total("rate_limited"),
-            "retries": float(np.clip(self.field("attempts") - 1, 0, None).sum()),
-            "items": self.total("items_accepted"),
-            "bytes": self.total("bytes_sent"),
-            "duration_s": duration,
-            "items_per_s": per_s(self.total("items_accepted")),
-            "bytes_per_s": per_s(self.total("bytes_sent")),
-            "batches_per_s": per_s(batches),
-        }
-        self.cache.update(values)
-        return values[name]
+        if self._metrics is None:
+            self._metrics = run_metrics(self.cols)
+        return float(self._metrics[name])
 
     def aggregate(self, func: str, field: str) -> float:
-        data = self.field(field)
+        data = self.cols.field(field)
         if data.size == 0:
             return math.nan
         if func == "mean":

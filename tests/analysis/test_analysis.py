@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import warnings
 
 import numpy as np
 import pandas as pd
@@ -11,6 +12,7 @@ import pytest
 from loadkit import analysis, thresholds
 from loadkit.analysis import by_task, load_run
 from loadkit.errors import RecordsError
+from loadkit.records import records_table
 
 
 def approx(x):
@@ -307,3 +309,42 @@ def test_by_task_counts_each_task_of_mixed_batches(run_a):
     assert table.loc["resize", "batches"] == len(sent) - 1
     assert table.loc["email", "items"] == want_email
     assert table.loc["resize", "items"] == want_resize
+
+
+def _record_sets():
+    """Record sets whose summary and threshold metrics must be identical, empty run included."""
+    from .conftest import _records_a, _records_b, rec  # noqa: PLC0415
+
+    return {
+        "run_a": _records_a(),
+        "run_b": _records_b(),
+        "empty": [],
+        "only_dropped": [rec(0, 1.0, 1.0, outcome="dropped", sealed=False, attempts=0,
+                             items_accepted=0, bytes_sent=0)],
+        "zero_duration": [rec(0, 2.0, 2.0, verified=True)],
+        "verify_mixed": [rec(i, i, i + 0.5, verified=v, violations=int(v is False))
+                         for i, v in enumerate([True, False, None, False])],
+    }
+
+
+@pytest.mark.parametrize("name", list(_record_sets()))
+@pytest.mark.parametrize("fmt", ["jsonl", "parquet"])
+def test_summary_and_thresholds_share_one_definition(name, fmt, make_run):
+    """summary() and every threshold run metric give the same value on each record set."""
+    records = _record_sets()[name]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # an empty run warns on load
+        run = load_run(make_run(name, records, {"run_id": name}, fmt))
+    s = run.summary()
+    assert tuple(s.index) == thresholds.RUN_METRICS
+    table = records_table(records)
+    for source in (run.batches, table, records, [r.as_dict() for r in records]):
+        results = thresholds.evaluate([f"{m} >= 0" for m in thresholds.RUN_METRICS], source)
+        for metric, result in zip(thresholds.RUN_METRICS, results, strict=True):
+            want = float(s[metric])
+            assert result.value == want or (math.isnan(want) and math.isnan(result.value)), (
+                metric)
+    if not records or name == "only_dropped":
+        assert math.isnan(s["duration_s"])
+        assert s["batches"] == 0
+        assert not thresholds.evaluate(["duration_s >= 0"], table)[0].passed
