@@ -10,7 +10,8 @@ group       settings
             :class:`~loadkit.generators.BatchSpec`
 ``client``  how they are sent: ``timeout``, every retry setting of
             :data:`~loadkit.retry.RETRY_FIELDS` prefixed ``retry_`` (``retry_attempts``,
-            ``retry_resend`` …), ``send_buffer_bytes``, ``keep_chunk_timings``, ``verify``
+            ``retry_resend`` …), ``send_buffer_bytes``, ``keep_chunk_timings``, ``verify``,
+            ``verify_timeout``
             → :class:`ClientOptions`
 ``run``     how the run goes: ``results_dir``, ``threshold``, ``arrival_rate``, ``wait``,
             ``drop_after``, ``run_id`` → :class:`RunSettings`
@@ -42,6 +43,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from loadkit.client import DEFAULT_TIMEOUT, DEFAULT_VERIFY_TIMEOUT, BatchClient
 from loadkit.errors import ConfigError
 from loadkit.generators import SPEC_FIELDS, BatchSpec
 from loadkit.retry import RETRY_FIELDS, RetryPolicy
@@ -88,7 +90,8 @@ def _retry_option(name: str) -> str:
 
 
 _CLIENT_DEFS = (
-    OptionDef("timeout", "60", "seconds the client waits for any one request's answer",
+    OptionDef("timeout", f"{DEFAULT_TIMEOUT:g}", "seconds the client waits for any one "
+              "request's answer (longer than the server's own 300 s request timeout)",
               "float", "client", "SECONDS"),
     *(OptionDef(_retry_option(f.name), f.default, "retry: " + f.help,
                 "int" if f.name.endswith("attempts") else "str", "client")
@@ -99,6 +102,9 @@ _CLIENT_DEFS = (
               "(memory grows with batch size)", "bool", "client"),
     OptionDef("verify", "false", "after a batch seals, retrieve it and check its run count",
               "bool", "client"),
+    OptionDef("verify_timeout", f"{DEFAULT_VERIFY_TIMEOUT:g}", "verify: seconds to wait for "
+              "the target's engine to make the runs (not checked in time: verified empty, not "
+              "a violation)", "float", "client", "SECONDS"),
 )
 _RETRY_OPTIONS = {_retry_option(f.name): f.name for f in RETRY_FIELDS}
 
@@ -227,16 +233,16 @@ def _wait(value: object) -> tuple[float, float]:
 class ClientOptions:
     """How the client sends: everything :class:`loadkit.client.BatchClient` is built from."""
 
-    timeout: float = 60.0
+    timeout: float = DEFAULT_TIMEOUT
     retry: RetryPolicy = dataclasses.field(default_factory=RetryPolicy)
     send_buffer_bytes: int | None = None
     keep_chunk_timings: bool = False
     verify: bool = False
+    verify_timeout: float = DEFAULT_VERIFY_TIMEOUT
 
-    def make_client(self, base_url: str | None, secret_key: str | None, chunk_bytes: int) -> Any:
+    def make_client(self, base_url: str | None, secret_key: str | None,
+                    chunk_bytes: int) -> BatchClient:
         """A :class:`~loadkit.client.BatchClient` for one user (one connection pool)."""
-        from loadkit.client import BatchClient  # noqa: PLC0415 - httpx only when sending
-
         return BatchClient(
             base_url,
             secret_key,
@@ -246,6 +252,7 @@ class ClientOptions:
             keep_chunk_timings=self.keep_chunk_timings,
             send_buffer_bytes=self.send_buffer_bytes,
             verify=self.verify,
+            verify_timeout=self.verify_timeout,
         )
 
 
@@ -345,6 +352,7 @@ def parse_options(**settings: object) -> RunOptions:
                            else _int("send_buffer_bytes", raw["send_buffer_bytes"], 1)),
         keep_chunk_timings=_bool("keep_chunk_timings", raw["keep_chunk_timings"]),
         verify=_bool("verify", raw["verify"]),
+        verify_timeout=_float("verify_timeout", raw["verify_timeout"], 0.0),
     )
 
     results_dir = str(raw["results_dir"]).strip()
@@ -376,7 +384,8 @@ def parse_options(**settings: object) -> RunOptions:
 
     text = {**spec.as_settings()}
     text.update(timeout=client.timeout, send_buffer_bytes=client.send_buffer_bytes,
-                keep_chunk_timings=client.keep_chunk_timings, verify=client.verify)
+                keep_chunk_timings=client.keep_chunk_timings, verify=client.verify,
+                verify_timeout=client.verify_timeout)
     text.update({opt: str(raw[opt]) for opt in _RETRY_OPTIONS})
     text.update(
         results_dir=str(run.results_dir), arrival_rate=run.arrival_rate,
