@@ -377,8 +377,11 @@ class ReferenceApp:
                     self.stats.bytes_read += len(body)
                 else:
                     ingest.feed(body)
-                    if slow and ingest.claimed:
-                        await self._pace(ingest)
+                    if slow:
+                        if ingest.waiting and ingest.error is None:
+                            ingest.resolve()
+                        if ingest.claimed:
+                            await self._pace(ingest)
                     if ingest.error is not None:
                         return "error"
                 if drop_after and chunks >= drop_after:
@@ -389,9 +392,21 @@ class ReferenceApp:
             return "empty"
         if not discard:
             ingest.finish()
-            if slow and ingest.claimed:
-                await self._pace(ingest)
+            if slow:
+                await self._settle(ingest)
         return "done"
+
+    async def _settle(self, ingest: StreamIngest) -> None:
+        """Slow enqueue at the body's end: enqueue this stream's claims, then wait for the
+        claims of other streams on indices this stream carries too; each one either becomes
+        this stream's duplicate (enqueued there) or its own enqueue (released there)."""
+        while True:
+            if ingest.claimed:
+                await self._pace(ingest)
+            if not ingest.waiting or ingest.error is not None:
+                return
+            if ingest.resolve() and not ingest.claimed:
+                await ingest.batch.wait_for_claims()
 
     async def _pace(self, ingest: StreamIngest) -> None:
         """Slow enqueue: ``ingest_concurrency`` items at a time take ``enqueue_delay``, and the

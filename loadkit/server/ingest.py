@@ -6,6 +6,15 @@ batch's marks and enqueues it, all without an await or a task per item. Only whe
 delay or an ingest rate cap is configured (``slow``) are items first *claimed* and then
 enqueued in groups by the app's pacing, which is when the server stops reading the body.
 
+Claims across concurrent streams of one batch (slow mode only): a stream that meets an index
+another stream has claimed but not yet enqueued counts it neither as accepted nor as a
+duplicate; it *waits* on it (``waiting``). If the other stream's enqueue finishes, the index is
+this stream's duplicate; if the other stream ends first (a 408, a cancelled request) and
+releases its claim, this stream claims and enqueues its own copy. ``resolve`` settles what can
+be settled now; the app waits on ``Batch.claims_changed`` for the rest before it answers, so
+every index is enqueued exactly once and the streams' ``itemsAccepted`` add up to runCount. A
+stream never waits while it holds claims of its own, so two streams cannot wait on each other.
+
 Memory stays flat: a partial line is kept only up to ``item_max_bytes``; a longer line is cut
 off, skipped through its newline, and becomes a PAYLOAD_TOO_LARGE placeholder whose index is
 read from its first bytes (``wire.index_from_prefix``) or, failing that, is the line's
@@ -56,6 +65,11 @@ class StreamIngest:
         self.deduplicated = 0
         self.claimed: list[int] = []
         """Slow mode: indices read and deduplicated whose enqueue has not finished yet."""
+        self._own: set[int] = set()
+        """Slow mode: ``claimed`` as a set (an index claimed by this stream, not another)."""
+        self.waiting: dict[int, tuple[str | None, str] | None] = {}
+        """Slow mode: indices another stream has claimed, whose enqueue this stream awaits →
+        this stream's own pre-failed entry when its copy was oversized, else None."""
         self.error: IngestError | None = None
         self._chunk_blanks = self._chunk_new = self._chunk_dup = 0
 
@@ -223,11 +237,17 @@ class StreamIngest:
                 422, wire.msg.index_out_of_range(index, batch.run_count), "index_out_of_range"
             )
             return False
-        if batch.marks[index]:
-            self._chunk_dup += 1
+        mark = batch.marks[index]
+        if mark:
+            if mark >= Marks.CLAIMED and self._claimed_elsewhere(index):
+                self.waiting[index] = None
+            else:
+                self._chunk_dup += 1
         elif self.slow:
-            batch.marks[index] = Marks.CLAIMED
-            self.claimed.append(index)
+            if index in self.waiting:  # released meanwhile: the awaited copy came first
+                self._chunk_dup += 1
+            else:
+                self._claim(index, None)
         else:
             batch.marks[index] = Marks.ENQUEUED
             self._chunk_new += 1
@@ -285,15 +305,23 @@ class StreamIngest:
                 422, wire.msg.index_out_of_range(index, batch.run_count), "index_out_of_range"
             )
             return
-        if batch.marks[index]:
-            self.deduplicated += 1
-            self.stats.items_deduplicated += 1
+        entry = (task, wire.msg.payload_too_large(size, self.max))
+        mark = batch.marks[index]
+        if mark:
+            if mark >= Marks.CLAIMED and self._claimed_elsewhere(index):
+                self.waiting[index] = entry
+            else:
+                self.deduplicated += 1
+                self.stats.items_deduplicated += 1
             return
-        batch.prefailed[index] = (task, wire.msg.payload_too_large(size, self.max))
         if self.slow:
-            batch.marks[index] = Marks.CLAIMED_FAILED
-            self.claimed.append(index)
+            if index in self.waiting:  # released meanwhile: the awaited copy came first
+                self.deduplicated += 1
+                self.stats.items_deduplicated += 1
+            else:
+                self._claim(index, entry)
         else:
+            batch.prefailed[index] = entry
             batch.marks[index] = Marks.ENQUEUED_FAILED
             self.accepted += 1
             batch.enqueued += 1
@@ -301,25 +329,64 @@ class StreamIngest:
 
     # -- slow enqueue ---------------------------------------------------------------------
 
+    def _claimed_elsewhere(self, index: int) -> bool:
+        """A claimed index that is another stream's (and not already awaited by this one)."""
+        return index not in self._own and index not in self.waiting
+
+    def _claim(self, index: int, prefailed: tuple[str | None, str] | None) -> None:
+        """Claim a free index; its enqueue finishes in ``commit`` (or is undone in ``release``)."""
+        batch = self.batch
+        if prefailed is None:
+            batch.marks[index] = Marks.CLAIMED
+        else:
+            batch.marks[index] = Marks.CLAIMED_FAILED
+            batch.prefailed[index] = prefailed
+        self.claimed.append(index)
+        self._own.add(index)
+
     def commit(self, count: int) -> None:
         """Finish the enqueue of the first ``count`` claimed indices."""
         group = self.claimed[:count]
         del self.claimed[:count]
+        own = self._own
         marks = self.batch.marks
         for i in group:
             marks[i] = Marks.ENQUEUED if marks[i] == Marks.CLAIMED else Marks.ENQUEUED_FAILED
+            own.discard(i)
         self.accepted += len(group)
         self.batch.enqueued += len(group)
         self.stats.add_ingest(len(group))
+        self.batch.claims_changed()
 
     def release(self) -> None:
-        """The request ended before some claimed enqueues finished: forget those claims."""
+        """The request ended before some claimed enqueues finished: forget those claims, so
+        that streams waiting on them (``waiting``) enqueue their own copies."""
         marks = self.batch.marks
         for i in self.claimed:
             if marks[i] == Marks.CLAIMED_FAILED:
                 self.batch.prefailed.pop(i, None)
             marks[i] = Marks.EMPTY
         self.claimed.clear()
+        self._own.clear()
+        self.waiting.clear()
+        self.batch.claims_changed()
+
+    def resolve(self) -> int:
+        """Settle the awaited indices whose claim has ended; returns how many still wait.
+
+        Enqueued by the other stream → a duplicate of this one; released → claimed by this
+        stream (its own copy, placeholder or not), to be enqueued by the app's pacing.
+        """
+        marks = self.batch.marks
+        settled = [i for i in self.waiting if marks[i] < Marks.CLAIMED]
+        for index in settled:
+            prefailed = self.waiting.pop(index)
+            if marks[index] == Marks.EMPTY:
+                self._claim(index, prefailed)
+            else:
+                self.deduplicated += 1
+                self.stats.items_deduplicated += 1
+        return len(self.waiting)
 
 
 def _index_label(item: object, position: int) -> object:

@@ -7,6 +7,7 @@ small map of pre-failed items. Run ids are derived from the batch id and the ind
 
 from __future__ import annotations
 
+import asyncio
 import collections
 import secrets
 import time
@@ -19,7 +20,7 @@ __all__ = ["Batch", "Marks", "Stats", "Store"]
 
 
 class Marks:
-    """Per-index states in a batch's ``marks`` bytearray."""
+    """Per-index states in a batch's ``marks`` bytearray (the claimed states are the highest)."""
 
     EMPTY = 0
     ENQUEUED = 1  # enqueued, waiting for the run engine
@@ -41,6 +42,8 @@ class Batch:
     task_identifiers: tuple[str, ...]
     idempotency_key: str | None
     created_at: float = field(default_factory=time.time)
+    created_mono: float = field(default_factory=time.monotonic)
+    """``time.monotonic()`` at creation: the batch's age for the seal timeout."""
     updated_at: float = 0.0
     completed_at: float | None = None
     status: BatchStatus = BatchStatus.PENDING
@@ -54,6 +57,7 @@ class Batch:
     prefailed: dict[int, tuple[str | None, str]] = field(default_factory=dict)
     """index → (task, message) of oversized items, which become pre-failed runs."""
     cursor: int = 0
+    _claim_event: asyncio.Event | None = field(default=None, repr=False)
 
     def __post_init__(self) -> None:
         if not self.marks:
@@ -63,6 +67,18 @@ class Batch:
     @property
     def final(self) -> bool:
         return self.status in _FINAL
+
+    def claims_changed(self) -> None:
+        """A stream committed or released claimed indices: wake the streams waiting on them."""
+        event, self._claim_event = self._claim_event, None
+        if event is not None:
+            event.set()
+
+    async def wait_for_claims(self) -> None:
+        """Wait until some stream commits or releases claimed indices of this batch."""
+        if self._claim_event is None:
+            self._claim_event = asyncio.Event()
+        await self._claim_event.wait()
 
     def run_id(self, index: int) -> str:
         return f"run_{self.id[6:]}_{index}"
