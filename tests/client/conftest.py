@@ -269,13 +269,17 @@ def canned() -> Iterator[Callable[[dict[str, bytes | None]], str]]:
 class Script:
     """An httpx MockTransport handler answering from a list per endpoint; records requests.
 
-    Each entry is ``(status, json_body, headers)``; the last entry repeats. A stream entry of
-    ``"seal"`` answers as a correct server for the lines received.
+    Each entry is ``(status, json_body, headers)``, or a function of the request returning an
+    ``httpx.Response``; the last entry repeats. A stream entry of ``"seal"`` answers as a
+    correct server for the lines received; a retrieve (GET) entry of ``"batch"`` answers the
+    completed batch with one run per index received.
     """
 
-    def __init__(self, create: list[Any] | None = None, stream: list[Any] | None = None) -> None:
+    def __init__(self, create: list[Any] | None = None, stream: list[Any] | None = None,
+                 retrieve: list[Any] | None = None) -> None:
         self.create = create or [(202, None, {})]
         self.stream = stream or ["seal"]
+        self.retrieve = retrieve or ["batch"]
         self.requests: list[httpx.Request] = []
         self.bodies: list[bytes] = []
         self.chunk_counts: list[int] = []
@@ -288,14 +292,29 @@ class Script:
         self.requests.append(request)
         self.bodies.append(body)
         self.chunk_counts.append(len(chunks))
+        if request.method == "GET":
+            entry = self.retrieve.pop(0) if len(self.retrieve) > 1 else self.retrieve[0]
+            if callable(entry):
+                return entry(request)
+            if entry == "batch":
+                return httpx.Response(200, json={
+                    "id": "batch_script", "status": "COMPLETED", "runCount": self.n,
+                    "runs": [f"run_{i}" for i in sorted(self.seen)],
+                    "processing": {"errors": []}})
+            status, answer, headers = entry
+            return httpx.Response(status, json=answer, headers=headers)
         if request.url.path == wire.CREATE_PATH:
             self.n = orjson.loads(body)["runCount"]
             entry = self.create.pop(0) if len(self.create) > 1 else self.create[0]
+            if callable(entry):
+                return entry(request)
             status, answer, headers = entry
             if answer is None:
                 answer = {"id": "batch_script", "runCount": self.n, "isCached": False}
             return httpx.Response(status, json=answer, headers=headers)
         entry = self.stream.pop(0) if len(self.stream) > 1 else self.stream[0]
+        if callable(entry):
+            return entry(request)
         if entry == "seal":
             accepted = dedup = 0
             for line in body.splitlines():
