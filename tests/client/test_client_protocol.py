@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import logging
 import uuid
@@ -17,7 +16,7 @@ from loadkit.errors import ConfigError
 from loadkit.generators import BatchSpec
 from loadkit.records import FIELD_NAMES, BatchRecord
 
-from .conftest import KEY, Script
+from .conftest import FAST, KEY, Script
 
 
 def test_headers_and_bodies_match_the_sdk(make_client):
@@ -141,29 +140,74 @@ def test_stream_items_single_attempt(server, make_client):
     assert client.retrieve(created.id)["runCount"] == 100
 
 
-def test_key_never_appears_in_results_or_errors(server, make_client, canned):
-    """Neither a right nor a wrong secret key shows up in results, records or error texts."""
-    secret = "tr_dev_SUPERSECRET_value"
-    echo = canned({"/": b"HTTP/1.1 500 X\r\nContent-Type: application/json\r\n"
-                   b"Content-Length: 40\r\nConnection: close\r\n\r\n"
-                   + b'{"error":"bad key tr_dev_SUPERSECRET_va"}'})
-    batch = BatchSpec.parse(items="10").batch(0)
-    for url in (server.url, echo):
-        client = make_client(url, key=secret, retry=dataclasses.replace(
-            make_client(url).retry, create_attempts=1))
-        result = client.send(batch)
-        text = json.dumps(result.as_dict(), default=str) + repr(client)
-        text += json.dumps(result.to_record(run_id="r", worker_id="w", user_id=0).as_dict())
-        assert secret not in text
-        assert result.error is not None
-    leaky = canned({"/": b"HTTP/1.1 500 X\r\nContent-Type: application/json\r\n"
-                    b"Content-Length: 38\r\nConnection: close\r\n\r\n"
-                    + b'{"error":"key tr_dev_SUPERSECRET_value"}'})
-    client = make_client(leaky, key=secret, retry=dataclasses.replace(
-        make_client(leaky).retry, create_attempts=1))
-    result = client.send(batch)
-    assert "<redacted>" in str(result.error)
-    assert secret not in str(result.error)
+SECRET = "tr_dev_SUPERSECRET_value_0123456789"
+
+
+def _echo(status: int, field: str = "error", **extra: object):
+    """An answer that echoes the request's whole Authorization header back in ``field``."""
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        auth = request.headers["authorization"]
+        return httpx.Response(status, json={field: f"you sent {auth!r} (key {SECRET})",
+                                            **extra})
+
+    return answer
+
+
+def _escaped_echo(request: httpx.Request) -> httpx.Response:
+    """A 400 whose body holds the key JSON-escaped (no raw byte sequence of the key)."""
+    escaped = "".join(f"\\u{ord(c):04x}" for c in SECRET)
+    body = ('{"error":"Invalid JSON at line 1 (' + escaped + ')"}').encode()
+    return httpx.Response(400, content=body, headers={"content-type": "application/json"})
+
+
+LEAKS = {
+    "create-error": Script(create=[_echo(500)]),
+    "create-401": Script(create=[_echo(401, "message")]),
+    "create-429-header": Script(create=[(429, {"error": f"slow {SECRET}"},
+                                         {"retry-after": f"Bearer {SECRET}"})]),
+    "stream-400": Script(stream=[_echo(400)]),
+    "stream-400-escaped": Script(stream=[_escaped_echo]),
+    "stream-500-header": Script(stream=[(500, {"message": SECRET},
+                                         {"x-should-retry": SECRET})]),
+    "stream-200-violation": Script(stream=[lambda request: httpx.Response(200, json={
+        "id": f"batch {request.headers['authorization']}", "itemsAccepted": 10,
+        "itemsDeduplicated": 0, "sealed": True, "runCount": 10, "note": SECRET})]),
+    "retrieve-error": Script(retrieve=[_echo(500)]),
+    "retrieve-answer": Script(retrieve=[lambda request: httpx.Response(
+        200, text=f"<html>{request.headers['authorization']}</html>")]),
+}
+
+
+@pytest.mark.parametrize("script", LEAKS.values(), ids=LEAKS.keys())
+def test_key_echoed_by_the_target_is_never_stored(script, make_client):
+    """A target echoing the whole key or Authorization header leaks it nowhere on the result."""
+    client = make_client("http://target.test", key=SECRET, verify=True, keep_chunk_timings=True,
+                         retry=FAST.replace(attempts=1, create_attempts=1),
+                         transport=httpx.MockTransport(script))
+    result = client.send(BatchSpec.parse(items="10").batch(0))
+    record = result.to_record(run_id="r", worker_id="w", user_id=0)
+    texts = [json.dumps(result.as_dict(chunk_timings=True)), json.dumps(record.as_dict()),
+             str(result.error), repr(client), repr(result.attempts),
+             *(str(v) for v in result.violations),
+             *(json.dumps(v.as_dict()) for v in result.violations)]
+    assert result.error is not None or result.violations
+    assert all(SECRET not in text for text in texts)
+    assert any("<redacted>" in text for text in texts)  # the echo did reach the result
+
+
+def test_other_bearer_tokens_and_a_wrong_key_are_redacted(server, make_client):
+    """Any 'Bearer <token>' in an answer is redacted, and a key the server rejects never shows."""
+    script = Script(stream=[(400, {"error": "token Bearer sk_other.TOKEN-123= refused"}, {})])
+    client = make_client("http://target.test", key=SECRET, transport=httpx.MockTransport(script),
+                         retry=FAST.replace(attempts=1))
+    result = client.send(BatchSpec.parse(items="10").batch(0))
+    text = json.dumps(result.as_dict()) + str(result.error)
+    assert "sk_other" not in text
+    assert "token Bearer <redacted> refused" in text
+    rejected = make_client(server.url, key=SECRET).send(BatchSpec.parse(items="10").batch(0))
+    assert rejected.error_kind == "auth"
+    assert SECRET not in json.dumps(rejected.as_dict()) + str(rejected.error)
 
 
 def test_configuration_from_environment(monkeypatch, server):
