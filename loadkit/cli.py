@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
 from loadkit import wire
 from loadkit.errors import ConfigError, LoadkitError
@@ -253,7 +254,8 @@ def _add_check(subparsers: argparse._SubParsersAction) -> None:
         help="evaluate thresholds against a run directory (finished or killed)",
         description="Evaluate threshold expressions against the records of a run directory "
         "(records.parquet, or records.jsonl when the run was killed), print a table and exit "
-        "0 when all pass, 3 when any fails, 2 when an expression is malformed.",
+        "0 when all pass, 3 when any fails, 2 when an expression is malformed or RUN_DIR "
+        "does not exist, 1 when its records cannot be read.",
     )
     p.add_argument("run_dir", metavar="RUN_DIR", help="a run folder, e.g. results/<run id>")
     p.add_argument(
@@ -271,6 +273,10 @@ def _cmd_check(args: argparse.Namespace) -> int:
     from loadkit import records, thresholds  # noqa: PLC0415 - keep `loadkit --help` fast
     from loadkit.errors import ThresholdError  # noqa: PLC0415
 
+    if not Path(args.run_dir).is_dir():
+        print(f"loadkit check: error: no run directory at {args.run_dir}; give a "
+              "run's folder, e.g. results/<run id>", file=sys.stderr)
+        return 2
     texts = args.threshold
     if not texts:
         try:
@@ -279,9 +285,7 @@ def _cmd_check(args: argparse.Namespace) -> int:
             texts = None
         texts = texts or list(thresholds.DEFAULT_THRESHOLDS)
     try:
-        parsed = thresholds.parse_thresholds(
-            t.strip() for text in texts for t in text.split(";") if t.strip()
-        )
+        parsed = thresholds.parse_thresholds(thresholds.threshold_texts(texts))
     except ThresholdError as exc:
         print(f"loadkit check: error: {exc}", file=sys.stderr)
         return 2
@@ -324,10 +328,8 @@ def _add_smoke(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _cmd_smoke(args: argparse.Namespace) -> int:
-    import os  # noqa: PLC0415
-
     from loadkit import records, thresholds  # noqa: PLC0415
-    from loadkit.errors import ThresholdError  # noqa: PLC0415
+    from loadkit.errors import RecordsError, ThresholdError  # noqa: PLC0415
     from loadkit.runner import run  # noqa: PLC0415
 
     try:
@@ -336,8 +338,7 @@ def _cmd_smoke(args: argparse.Namespace) -> int:
         raise ConfigError("--users", args.users, "a whole number >= 1") from None
     texts = args.threshold or list(thresholds.DEFAULT_THRESHOLDS)
     try:
-        parsed = thresholds.parse_thresholds(
-            t.strip() for text in texts for t in text.split(";") if t.strip())
+        parsed = thresholds.parse_thresholds(thresholds.threshold_texts(texts))
     except ThresholdError as exc:
         print(f"loadkit smoke: error: {exc}", file=sys.stderr)
         return 2
@@ -357,18 +358,20 @@ def _cmd_smoke(args: argparse.Namespace) -> int:
         return code or 1
     results = thresholds.evaluate(parsed, table)
     text = thresholds.format_table(results)
-    path = run_dir / SMOKE_THRESHOLDS_FILE
-    tmp = run_dir / f".{SMOKE_THRESHOLDS_FILE}.tmp"
-    tmp.write_text(text + "\n", encoding="utf-8")
-    os.replace(tmp, path)
 
     import warnings  # noqa: PLC0415
 
     from loadkit.report import write_report  # noqa: PLC0415
 
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        report = write_report(run_dir)
+    try:
+        path = records.atomic_write(run_dir / SMOKE_THRESHOLDS_FILE, text + "\n")
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            report = write_report(run_dir)
+    except RecordsError as exc:  # a full or read-only disk: as unwritable results, exit 2
+        print(text)
+        print(f"loadkit smoke: error: {exc}", file=sys.stderr)
+        return 2
     for w in caught:
         print(f"loadkit smoke: warning: {w.message}", file=sys.stderr)
     print(text)

@@ -39,6 +39,7 @@ import numpy as np
 import orjson
 
 from loadkit import wire
+from loadkit._parse import parse_bool
 from loadkit.distributions import Dist
 from loadkit.errors import ConfigError
 from loadkit.payloads import COMPLETE_MAX_SIZE, PayloadPool, Shape
@@ -291,17 +292,6 @@ SPEC_FIELDS: tuple[SpecField, ...] = (
 _FIELD_NAMES = frozenset(f.name for f in SPEC_FIELDS)
 
 
-def _bool(name: str, value: object) -> bool:
-    if isinstance(value, bool):
-        return value
-    text = str(value).strip().lower()
-    if text in ("1", "true", "yes", "on"):
-        return True
-    if text in ("0", "false", "no", "off", ""):
-        return False
-    raise ConfigError(name, value, "true or false")
-
-
 @dataclass(frozen=True)
 class BatchSpec:
     """The shape of generated batches. Build with :meth:`parse` from strings or values."""
@@ -343,7 +333,7 @@ class BatchSpec:
             shape=Shape.parse(raw["shape"]),  # type: ignore[arg-type]
             tasks=TaskMix.parse(raw["tasks"]),  # type: ignore[arg-type]
             options=ItemOptions.parse(raw["options"], raw["options_rate"]),  # type: ignore[arg-type]
-            idempotency=_bool("idempotency", raw["idempotency"]),
+            idempotency=parse_bool("idempotency", raw["idempotency"], empty=False),
             faults=Faults.parse(raw["faults"]),  # type: ignore[arg-type]
             seed=_int_in("seed", raw["seed"], 0),
             max_items=max_items,

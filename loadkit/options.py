@@ -38,16 +38,17 @@ from __future__ import annotations
 import dataclasses
 import math
 import uuid
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from loadkit._parse import parse_bool
 from loadkit.client import DEFAULT_TIMEOUT, DEFAULT_VERIFY_TIMEOUT, BatchClient
 from loadkit.errors import ConfigError
 from loadkit.generators import SPEC_FIELDS, BatchSpec
 from loadkit.retry import RETRY_FIELDS, RetryPolicy
-from loadkit.thresholds import Threshold, parse_thresholds
+from loadkit.thresholds import Threshold, parse_thresholds, threshold_texts
 
 __all__ = [
     "OPTIONS",
@@ -181,17 +182,6 @@ _BY_NAME = {o.name: o for o in OPTIONS}
 # --- small parsers -----------------------------------------------------------------------
 
 
-def _bool(name: str, value: object) -> bool:
-    if isinstance(value, bool):
-        return value
-    text = str(value).strip().lower()
-    if text in ("1", "true", "yes", "on"):
-        return True
-    if text in ("0", "false", "no", "off", ""):
-        return False
-    raise ConfigError(name, value, "true or false")
-
-
 def _float(name: str, value: object, low: float = 0.0, *, above: bool = False) -> float:
     try:
         number = float(str(value).replace("_", ""))
@@ -305,26 +295,6 @@ class RunOptions:
         return out
 
 
-def _as_list(value: object) -> list[str]:
-    if value is None:
-        return []
-    if isinstance(value, str):
-        items: Iterable[object] = [value]
-    elif isinstance(value, Iterable):
-        items = value
-    else:
-        items = [value]
-    out: list[str] = []
-    for item in items:
-        if isinstance(item, Threshold):
-            out.append(str(item))
-            continue
-        text = str(item)
-        # one flag or env var may hold several expressions separated by ';' or newlines
-        out.extend(p.strip() for p in text.replace("\n", ";").split(";") if p.strip())
-    return out
-
-
 def parse_options(**settings: object) -> RunOptions:
     """Parse run settings (strings as flags give them, or Python values) into :class:`RunOptions`.
 
@@ -350,8 +320,9 @@ def parse_options(**settings: object) -> RunOptions:
         retry=retry,
         send_buffer_bytes=(None if raw["send_buffer_bytes"] in (None, "", "0", 0)
                            else _int("send_buffer_bytes", raw["send_buffer_bytes"], 1)),
-        keep_chunk_timings=_bool("keep_chunk_timings", raw["keep_chunk_timings"]),
-        verify=_bool("verify", raw["verify"]),
+        keep_chunk_timings=parse_bool("keep_chunk_timings", raw["keep_chunk_timings"],
+                                      empty=False),
+        verify=parse_bool("verify", raw["verify"], empty=False),
         verify_timeout=_float("verify_timeout", raw["verify_timeout"], 0.0),
     )
 
@@ -365,7 +336,7 @@ def parse_options(**settings: object) -> RunOptions:
             raise ConfigError("run_id", raw["run_id"], "a folder name (no slashes)")
     run = RunSettings(
         results_dir=Path(results_dir),
-        thresholds=parse_thresholds(_as_list(raw["threshold"])),
+        thresholds=parse_thresholds(threshold_texts(raw["threshold"])),
         arrival_rate=_float("arrival_rate", raw["arrival_rate"], 0.0),
         wait=_wait(raw["wait"]),
         drop_after=_float("drop_after", raw["drop_after"], 0.0, above=True),

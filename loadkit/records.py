@@ -24,7 +24,7 @@ import threading
 import time
 import types
 import typing
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -46,6 +46,7 @@ __all__ = [
     "SCHEMA_VERSION",
     "BatchRecord",
     "RecordWriter",
+    "atomic_write",
     "create_run_dir",
     "read_jsonl",
     "read_records",
@@ -227,20 +228,37 @@ def _fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
-def _atomic_write(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` via a temporary file in the same folder and ``os.replace``."""
+@contextlib.contextmanager
+def _replacing(path: Path) -> Iterator[Path]:
+    """Yield a temporary path next to ``path``; once the body has written it, fsync it,
+    rename it over ``path`` and fsync the folder. Whole file or nothing: on any failure the
+    temporary file is removed, ``path`` keeps its previous content and
+    :class:`RecordsError` says which file could not be written."""
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
-        with open(tmp, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
+        yield tmp
+        fd = os.open(tmp, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
         os.replace(tmp, path)
     except OSError as exc:
         with contextlib.suppress(OSError):
             tmp.unlink()
         raise RecordsError(f"cannot write {path}: {exc.strerror or exc}") from None
     _fsync_dir(path.parent)
+
+
+def atomic_write(path: str | os.PathLike[str], data: bytes | str) -> Path:
+    """Write ``data`` (str as UTF-8) to ``path`` atomically: a temporary file in the same
+    folder, fsync, rename, fsync of the folder. The one atomic writer of loadkit's files
+    (``run.json``, ``records.parquet``, reports, ``thresholds.txt``); raises
+    :class:`RecordsError` on failure, leaving any previous file in place."""
+    path = Path(path)
+    with _replacing(path) as tmp, open(tmp, "wb") as fh:
+        fh.write(data.encode("utf-8") if isinstance(data, str) else data)
+    return path
 
 
 def create_run_dir(results_dir: str | os.PathLike[str], run_id: str) -> Path:
@@ -277,7 +295,7 @@ def write_run_meta(run_dir: str | os.PathLike[str], meta: Mapping[str, Any]) -> 
     option holds a secret key (the key lives only in the environment).
     """
     data = {"schema_version": SCHEMA_VERSION, **meta}
-    _atomic_write(Path(run_dir) / RUN_META,
+    atomic_write(Path(run_dir) / RUN_META,
                   orjson.dumps(data, option=orjson.OPT_INDENT_2 | orjson.OPT_SERIALIZE_NUMPY,
                                default=str) + b"\n")
 
@@ -396,22 +414,15 @@ def records_table(rows: Iterable[BatchRecord | Mapping[str, Any]]) -> pa.Table:
 
 
 def write_parquet(run_dir: str | os.PathLike[str]) -> Path:
-    """Write ``records.parquet`` from ``records.jsonl`` (temporary file, then atomic rename)."""
+    """Write ``records.parquet`` from ``records.jsonl`` (atomically, as :func:`atomic_write`)."""
     import pyarrow.parquet as pq  # noqa: PLC0415
 
     run_dir = Path(run_dir)
     jsonl = run_dir / RECORDS_JSONL
     table = records_table(read_jsonl(jsonl) if jsonl.exists() else [])
     path = run_dir / RECORDS_PARQUET
-    tmp = run_dir / f".{RECORDS_PARQUET}.{os.getpid()}.tmp"
-    try:
+    with _replacing(path) as tmp:
         pq.write_table(table, tmp)
-        os.replace(tmp, path)
-    except OSError as exc:
-        with contextlib.suppress(OSError):
-            tmp.unlink()
-        raise RecordsError(f"cannot write {path}: {exc.strerror or exc}") from None
-    _fsync_dir(run_dir)
     return path
 
 

@@ -9,7 +9,6 @@ and the same plots as PNG files next to it. Figures are drawn on plain
 from __future__ import annotations
 
 import base64
-import contextlib
 import datetime as dt
 import html
 import io
@@ -26,6 +25,7 @@ from matplotlib.figure import Figure
 
 from loadkit import __version__, analysis, plots
 from loadkit.errors import RecordsError
+from loadkit.records import atomic_write
 
 __all__ = ["PLOTS", "REDACTED", "redact", "write_report"]
 
@@ -184,7 +184,7 @@ def write_report(run_dir: str | Path | analysis.Run, out_dir: str | Path | None 
 
     pngs = _figures(run, res)
     for stem, data in pngs.items():
-        _atomic_write(out / f"{stem}.png", data)
+        atomic_write(out / f"{stem}.png", data)
 
     thresholds_html, thresholds_note = _thresholds(run)
     cross = analysis.crosscheck(run)
@@ -234,23 +234,8 @@ def write_report(run_dir: str | Path | analysis.Run, out_dir: str | Path | None 
     for secret in secrets:  # last line of defence: a key from the environment, anywhere
         page = page.replace(secret, REDACTED)
     path = out / "report.html"
-    _atomic_write(path, page.encode("utf-8"))
+    atomic_write(path, page)
     return path
-
-
-def _atomic_write(path: Path, data: bytes) -> None:
-    """Write a whole file or nothing: a temporary file in the same folder, then a rename."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        with open(tmp, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except OSError as exc:
-        with contextlib.suppress(OSError):
-            tmp.unlink()
-        raise RecordsError(f"cannot write {path}: {exc.strerror or exc}") from None
 
 
 def _json(value: Any) -> str:

@@ -73,6 +73,7 @@ __all__ = [
     "parse_threshold",
     "parse_thresholds",
     "run_metrics",
+    "threshold_texts",
 ]
 
 EXIT_THRESHOLDS_FAILED = 3
@@ -193,6 +194,26 @@ def parse_threshold(text: str) -> Threshold:
 def parse_thresholds(texts: Iterable[str | Threshold]) -> tuple[Threshold, ...]:
     """Parse several expressions (the first bad one raises)."""
     return tuple(parse_threshold(t) for t in texts)
+
+
+def threshold_texts(value: object) -> list[str]:
+    """The expressions in ``value``: None, one string or several (a repeated flag, a config
+    list), each of which may hold several expressions separated by ``;`` or newlines (one
+    flag, environment variable or config line); blanks dropped, Thresholds as their text."""
+    if value is None:
+        return []
+    items: Iterable[object]
+    if isinstance(value, (str, Threshold)) or not isinstance(value, Iterable):
+        items = [value]
+    else:
+        items = value
+    out: list[str] = []
+    for item in items:
+        if isinstance(item, Threshold):
+            out.append(str(item))
+            continue
+        out.extend(p.strip() for p in str(item).replace("\n", ";").split(";") if p.strip())
+    return out
 
 
 # --- evaluation --------------------------------------------------------------------------

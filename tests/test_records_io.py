@@ -15,6 +15,7 @@ from loadkit.records import (
     SCHEMA_VERSION,
     BatchRecord,
     RecordWriter,
+    atomic_write,
     create_run_dir,
     read_jsonl,
     read_records,
@@ -139,3 +140,24 @@ def test_blank_record_is_blank_by_field_type_and_takes_overrides():
     assert records_table([blank]).num_rows == 1  # valid against the Arrow schema
     with pytest.raises(TypeError):
         BatchRecord.blank(no_such_field=1)
+
+
+def test_atomic_write_syncs_the_folder_and_keeps_the_old_file_on_failure(tmp_path,
+                                                                         monkeypatch):
+    """atomic_write fsyncs file and folder; a failed write raises RecordsError, old file kept."""
+    synced = []
+    real_fsync = os.fsync
+
+    def fsync(fd):
+        synced.append(stat.S_ISDIR(os.fstat(fd).st_mode))
+        real_fsync(fd)
+
+    monkeypatch.setattr(os, "fsync", fsync)
+    path = atomic_write(tmp_path / "out.txt", "first\n")
+    assert path.read_text() == "first\n"
+    assert synced == [False, True]  # the file, then its folder
+    monkeypatch.setattr(os, "replace", lambda *a: (_ for _ in ()).throw(OSError(28, "full")))
+    with pytest.raises(RecordsError, match=r"cannot write .*out\.txt: full"):
+        atomic_write(path, b"second\n")
+    assert path.read_text() == "first\n"
+    assert os.listdir(tmp_path) == ["out.txt"]

@@ -1,18 +1,30 @@
 """Threshold expressions: parsing (clear errors, no eval) and evaluation over records."""
 
+import errno
 import math
+import os
+from types import SimpleNamespace
 
 import pyarrow as pa
 import pytest
 
+from loadkit import runner
+from loadkit.cli import main
 from loadkit.errors import ThresholdError
-from loadkit.records import ARROW_SCHEMA, BatchRecord
+from loadkit.records import (
+    ARROW_SCHEMA,
+    RECORDS_JSONL,
+    BatchRecord,
+    RecordWriter,
+    create_run_dir,
+)
 from loadkit.thresholds import (
     DEFAULT_THRESHOLDS,
     evaluate,
     format_table,
     parse_threshold,
     parse_thresholds,
+    threshold_texts,
 )
 
 
@@ -133,3 +145,52 @@ def test_table_lists_threshold_value_and_result():
     assert "violations == 0" in lines[3]
     assert "2" in lines[3]
     assert lines[3].endswith("FAIL")
+
+
+def test_threshold_texts_split_every_way_a_flag_or_config_gives_them():
+    """One splitter: None, a string, a list, ';' and newlines, Threshold objects, blanks."""
+    assert threshold_texts(None) == []
+    assert threshold_texts("batches > 0; seal_rate >= 1\nviolations == 0;") == [
+        "batches > 0", "seal_rate >= 1", "violations == 0"]
+    assert threshold_texts(["batches > 0", " ; ", parse_threshold("p95(total_ms) < 5")]) == [
+        "batches > 0", "p95(total_ms) < 5"]
+
+
+def _run_dir(tmp_path):
+    """A run directory holding ROWS as records.jsonl."""
+    run_dir = create_run_dir(tmp_path, "run")
+    with RecordWriter(run_dir / RECORDS_JSONL) as writer:
+        writer.write_many(ROWS)
+    return run_dir
+
+
+def test_check_splits_semicolons_and_a_missing_run_dir_is_a_usage_error(tmp_path, capsys):
+    """`loadkit check` reads 'a; b' as two thresholds; a missing RUN_DIR exits 2 in one line."""
+    run_dir = _run_dir(tmp_path)
+    assert main(["check", str(run_dir), "--threshold", "batches == 11; dropped == 1"]) == 0
+    assert "thresholds: 2 passed, 0 failed" in capsys.readouterr().out
+    assert main(["check", str(tmp_path / "nope"), "--threshold", "batches > 0"]) == 2
+    out, err = capsys.readouterr()
+    assert out == ""
+    assert err.count("\n") == 1
+    assert err.startswith("loadkit check: error: no run directory at ")
+
+
+def test_smoke_on_a_full_disk_exits_2_without_a_traceback(tmp_path, capsys, monkeypatch):
+    """A thresholds.txt that cannot be written is one error line and exit 2, old file kept."""
+    run_dir = _run_dir(tmp_path)
+    (run_dir / "thresholds.txt").write_text("before\n")
+    monkeypatch.setattr(runner, "run", lambda **kw: SimpleNamespace(
+        exit_code=0, path=run_dir, log=run_dir / "locust.log"))
+
+    def full(*args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(os, "replace", full)
+    assert main(["smoke", "--threshold", "batches > 0"]) == 2
+    out, err = capsys.readouterr()
+    assert "thresholds: 1 passed, 0 failed" in out
+    assert err == (f"loadkit smoke: error: cannot write {run_dir / 'thresholds.txt'}: "
+                   "No space left on device\n")
+    assert (run_dir / "thresholds.txt").read_text() == "before\n"
+    assert not [p for p in os.listdir(run_dir) if p.endswith(".tmp")]

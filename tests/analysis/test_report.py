@@ -84,3 +84,13 @@ def test_report_of_an_empty_run(make_run, meta_for, tmp_path):
     with pytest.warns(UserWarning, match="no batch records"):
         path = write_report(run_dir, tmp_path / "out")
     assert "no batch records" in path.read_text(encoding="utf-8")
+
+
+def test_report_files_are_written_by_the_one_atomic_writer(run_a_dir, tmp_path, monkeypatch):
+    """Every report file goes through records.atomic_write, which also fsyncs the folder."""
+    from loadkit import records  # noqa: PLC0415
+
+    synced = []
+    monkeypatch.setattr(records, "_fsync_dir", synced.append)
+    path = write_report(run_a_dir, tmp_path / "out")
+    assert synced == [path.parent] * 8  # seven PNGs and report.html
