@@ -13,6 +13,13 @@ From Python::
 gevent-patched or GIL-bound client in this process cannot distort the server; ``mode="thread"``
 runs it in a background thread of this process (``server.app`` then gives the live state).
 Knobs are the fields of :class:`ServerConfig`, given as a config or as keywords.
+
+In process mode the server's stderr (warnings, errors and, with ``access_log=True``, one line
+per request, never a header or key) goes to ``log_path`` when given, else to an anonymous
+temporary file; ``server.log_text()`` returns what it holds so far. Its stdout carries only the
+URL line, which is read at start-up; nothing is left in a pipe that could fill and block the
+server. The subprocess shuts itself down when this process dies, even by SIGKILL: it watches
+its parent every second (``$LOADKIT_SERVER_PARENT_PID``).
 """
 
 from __future__ import annotations
@@ -30,7 +37,7 @@ from typing import Any
 
 from loadkit import wire
 from loadkit.errors import ConfigError, ServerError
-from loadkit.server.config import RateLimit, ServerConfig
+from loadkit.server.config import PARENT_PID_ENV, RateLimit, ServerConfig
 
 __all__ = ["RateLimit", "ReferenceServer", "ServerConfig"]
 
@@ -47,6 +54,7 @@ class ReferenceServer:
         *,
         mode: str = "process",
         startup_timeout: float = 30.0,
+        log_path: str | os.PathLike[str] | None = None,
         **kwargs: Any,
     ) -> None:
         if mode not in _MODES:
@@ -59,8 +67,12 @@ class ReferenceServer:
         self.mode = mode
         self.startup_timeout = startup_timeout
         self.url: str | None = None
+        self.log_path = os.fspath(log_path) if log_path is not None else None
+        """Process mode: the file the server's stderr is appended to (None: a temporary one)."""
         self._proc: subprocess.Popen[str] | None = None
-        self._stderr: Any = None
+        self._log: Any = None
+        """Process mode: a read handle on the server's stderr file."""
+        self._drain: threading.Thread | None = None
         self._thread: threading.Thread | None = None
         self._uvicorn: Any = None
         self._app: Any = None
@@ -86,11 +98,14 @@ class ReferenceServer:
                 except subprocess.TimeoutExpired:
                     proc.kill()
                     proc.wait(timeout=5)
+            if self._drain is not None:
+                self._drain.join(timeout=5)
+                self._drain = None
             if proc.stdout is not None:
                 proc.stdout.close()
-            if self._stderr is not None:
-                self._stderr.close()
-                self._stderr = None
+            if self._log is not None:
+                self._log.close()
+                self._log = None
         if self._thread is not None:
             thread, self._thread = self._thread, None
             self._uvicorn.should_exit = True
@@ -137,6 +152,13 @@ class ReferenceServer:
 
         return httpx.delete(self._require_url() + wire.STATS_PATH, timeout=10).json()
 
+    def log_text(self) -> str:
+        """What the server process has written to its stderr so far (process mode only)."""
+        if self._log is None:
+            raise ServerError("ReferenceServer.log_text() exists in mode='process' once started")
+        fd = self._log.fileno()
+        return os.pread(fd, os.fstat(fd).st_size, 0).decode("utf-8", "replace")
+
     def _require_url(self) -> str:
         if self.url is None:
             raise ServerError("the reference server is not running; call start() or use 'with'")
@@ -147,16 +169,34 @@ class ReferenceServer:
     def _start_process(self) -> None:
         env = dict(os.environ)
         env["TRIGGER_SECRET_KEY"] = ",".join(self.config.secret_keys)  # not on the command line
+        env[PARENT_PID_ENV] = str(os.getpid())  # the server exits when this process is gone
         argv = [sys.executable, "-m", "loadkit", "serve", *self.config.to_argv()]
-        self._stderr = tempfile.TemporaryFile(mode="w+", encoding="utf-8")  # noqa: SIM115 - closed in stop()
-        proc = subprocess.Popen(
-            argv,
-            stdout=subprocess.PIPE,
-            stderr=self._stderr,
-            stdin=subprocess.DEVNULL,
-            env=env,
-            text=True,
-        )
+        if self.log_path is not None:
+            path, temporary = self.log_path, False
+        else:
+            fd, path = tempfile.mkstemp(prefix="loadkit-server-", suffix=".log")
+            os.close(fd)
+            temporary = True
+        try:
+            # append mode: the server's writes land at the end whatever this side reads
+            with open(path, "ab") as log:
+                self._log = open(path, "rb")  # noqa: SIM115 - closed in stop()
+                proc = subprocess.Popen(
+                    argv,
+                    stdout=subprocess.PIPE,
+                    stderr=log,
+                    stdin=subprocess.DEVNULL,
+                    env=env,
+                    text=True,
+                )
+        except BaseException:
+            if self._log is not None:
+                self._log.close()
+                self._log = None
+            raise
+        finally:
+            if temporary:
+                os.unlink(path)  # the open handles keep it; nothing is left behind
         self._proc = proc
         assert proc.stdout is not None
         deadline = time.monotonic() + self.startup_timeout
@@ -174,14 +214,20 @@ class ReferenceServer:
                     m = _URL_RE.search(line)
                     if m:
                         self.url = m.group(1)
+                        self._drain = threading.Thread(
+                            target=_drain,
+                            args=(proc.stdout, self._log.name if not temporary else None),
+                            name="loadkit-server-stdout",
+                            daemon=True,
+                        )
+                        self._drain.start()
                         return
                     if not line:  # EOF: the process ended
                         break
                 elif proc.poll() is not None:
                     break
         proc.wait(timeout=5)
-        self._stderr.seek(0)
-        detail = self._stderr.read().strip().splitlines()
+        detail = self.log_text().strip().splitlines()
         self.stop()
         raise ServerError(
             "the reference server exited before listening"
@@ -225,3 +271,18 @@ class ReferenceServer:
                 sock.close()
                 raise ServerError("the reference server thread did not start")
         self.url = url_of(sock)
+
+
+def _drain(stdout: Any, path: str | None) -> None:
+    """Read the server's stdout to its end, so that it can never fill and block the server.
+
+    ``loadkit serve`` points its stdout at its stderr after the URL line, so this normally
+    ends at once; anything that still arrives is kept in the log file when there is a named one.
+    """
+    try:
+        for line in stdout:
+            if path is not None:
+                with open(path, "a", encoding="utf-8") as log:
+                    log.write(line)
+    except (OSError, ValueError):  # closed under us by stop(): the process is gone
+        pass

@@ -50,6 +50,11 @@ class RateLimit:
         return f"{self.max_tokens}:{self.refill}/{self.interval_s:g}s"
 
 
+PARENT_PID_ENV = "LOADKIT_SERVER_PARENT_PID"
+"""Environment variable ``ReferenceServer`` sets for its ``loadkit serve`` subprocess: the pid
+of the process whose death makes the server shut down (see ``loadkit.server.serve``)."""
+
+
 def _default_secret_keys() -> tuple[str, ...]:
     """``TRIGGER_SECRET_KEY`` (several keys may be separated by commas), else the local dev key."""
     env = os.environ.get("TRIGGER_SECRET_KEY", "")
