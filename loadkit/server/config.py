@@ -15,6 +15,7 @@ import re
 from typing import Any
 
 from loadkit import wire
+from loadkit._parse import parse_bool
 from loadkit.errors import ConfigError
 
 __all__ = ["RateLimit", "ServerConfig"]
@@ -220,14 +221,7 @@ def _convert(name: str, raw: Any) -> Any:
         keys = (raw,) if isinstance(raw, str) else tuple(raw)
         return tuple(keys)
     if name == "access_log":
-        if isinstance(raw, bool):
-            return raw
-        text = str(raw).lower()
-        if text in ("1", "true", "yes", "on"):
-            return True
-        if text in ("0", "false", "no", "off"):
-            return False
-        raise ConfigError(name, raw, "true or false")
+        return parse_bool(name, raw)
     return raw
 
 
