@@ -95,6 +95,7 @@ class Header:
 
     AUTHORIZATION = "authorization"
     CONTENT_TYPE = "content-type"
+    CONTENT_LENGTH = "content-length"
     TRIGGER_VERSION = "trigger-version"
     API_VERSION = "x-trigger-api-version"
     SOURCE = "x-trigger-source"
@@ -186,6 +187,15 @@ class msg:
     @staticmethod
     def rate_limited() -> str:
         return "Batch rate limit exceeded"
+
+    @staticmethod
+    def rate_limit_over_bucket(run_count: int, max_tokens: int) -> str:
+        """The 429 of a create whose runCount exceeds what the token bucket can ever hold."""
+        return (
+            f"Batch rate limit exceeded: runCount {run_count} costs {run_count} tokens but the "
+            f"batch rate limit bucket holds at most {max_tokens}, so this create can never "
+            f"succeed; create batches of at most {max_tokens} items"
+        )
 
     @staticmethod
     def request_timeout() -> str:
