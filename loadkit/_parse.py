@@ -7,9 +7,11 @@ naming the setting, the value and the accepted form.
 
 from __future__ import annotations
 
+import math
+
 from loadkit.errors import ConfigError
 
-__all__ = ["FALSE_WORDS", "TRUE_WORDS", "parse_bool"]
+__all__ = ["FALSE_WORDS", "TRUE_WORDS", "parse_bool", "parse_float", "parse_int"]
 
 TRUE_WORDS = frozenset({"1", "true", "yes", "on"})
 FALSE_WORDS = frozenset({"0", "false", "no", "off"})
@@ -28,3 +30,27 @@ def parse_bool(name: str, value: object, *, empty: bool | None = None) -> bool:
     if text == "" and empty is not None:
         return empty
     raise ConfigError(name, value, "true or false")
+
+
+def parse_float(name: str, value: object, low: float = 0.0, *, above: bool = False) -> float:
+    """``value`` as a finite number of at least ``low`` (above it with ``above``); ``_`` may
+    group digits."""
+    try:
+        number = float(str(value).replace("_", ""))
+    except ValueError:
+        number = math.nan
+    ok = math.isfinite(number) and (number > low if above else number >= low)
+    if isinstance(value, bool) or not ok:
+        raise ConfigError(name, value, f"a number {'above' if above else 'of at least'} {low:g}")
+    return number
+
+
+def parse_int(name: str, value: object, low: int) -> int:
+    """``value`` as a whole number of at least ``low``; ``_`` may group digits."""
+    try:
+        number = int(str(value).replace("_", ""))
+    except ValueError:
+        number = None
+    if isinstance(value, bool) or number is None or number < low:
+        raise ConfigError(name, value, f"a whole number of at least {low}")
+    return number

@@ -60,147 +60,34 @@ def _add_serve(subparsers: argparse._SubParsersAction) -> None:
         description="Run the reference batch API server (a local copy of Trigger.dev's batch API). "
         "Prints one line with its URL when ready; stops cleanly on SIGINT/SIGTERM.",
     )
-    # Values stay strings here: ServerConfig.parse validates them, as it does for Python callers.
-    p.add_argument("--host", default=None, help="address to bind (default 127.0.0.1)")
-    p.add_argument("--port", default=None, help="port to bind; 0 picks a free one (default 0)")
-    p.add_argument(
-        "--secret-key",
-        action="append",
-        dest="secret_keys",
-        default=None,
-        metavar="KEY",
-        help="accepted API key, repeatable; each key is its own environment (default: "
-        f"$TRIGGER_SECRET_KEY, comma-separated keys allowed, else {wire.DEFAULT_LOCAL_SECRET_KEY})",
-    )
-    p.add_argument(
-        "--max-items", default=None, help=f"largest runCount (default {wire.MAX_RUN_COUNT})"
-    )
-    p.add_argument(
-        "--item-max-bytes",
-        default=None,
-        help=f"per-line limit in bytes (default {wire.ITEM_MAX_BYTES})",
-    )
-    p.add_argument(
-        "--ingest-concurrency", default=None, help="items of a stream enqueued at once (default 10)"
-    )
-    p.add_argument(
-        "--enqueue-delay",
-        default=None,
-        metavar="SECONDS",
-        help="time each item's enqueue takes (default 0)",
-    )
-    p.add_argument(
-        "--ingest-rate",
-        default=None,
-        metavar="ITEMS_PER_S",
-        help="server-wide cap on items enqueued per second (default 0 = uncapped)",
-    )
-    p.add_argument(
-        "--run-rate",
-        default=None,
-        metavar="RUNS_PER_S",
-        help="runs made per second per environment (default 0 = as fast as enqueued)",
-    )
-    p.add_argument(
-        "--rate-limit",
-        default=None,
-        metavar="MAX:REFILL/INTERVAL",
-        help="batch token bucket per environment, e.g. 1200:100/10s (default off)",
-    )
-    p.add_argument(
-        "--rate-limit-reset-unit",
-        default=None,
-        choices=("s", "ms"),
-        help="unit of x-ratelimit-reset: epoch seconds (default, as the real server) or ms",
-    )
-    p.add_argument(
-        "--error-rate",
-        default=None,
-        metavar="FRACTION",
-        help="fraction of streams answered with an injected error (default 0)",
-    )
-    p.add_argument(
-        "--error-status",
-        default=None,
-        metavar="STATUS",
-        help="HTTP status of the injected errors, 500-599 (default 500)",
-    )
-    p.add_argument(
-        "--error-should-retry",
-        default=None,
-        metavar="FRACTION",
-        help="fraction of injected 500s sent with x-should-retry: true (default 1)",
-    )
-    p.add_argument(
-        "--drop-rate",
-        default=None,
-        metavar="FRACTION",
-        help="fraction of streams whose connection is dropped part-way (default 0)",
-    )
-    p.add_argument(
-        "--request-timeout",
-        default=None,
-        metavar="SECONDS",
-        help="answer 408 after this long (default 300; 0 = never)",
-    )
-    p.add_argument(
-        "--create-delay", default=None, metavar="SECONDS", help="delay added to every create answer"
-    )
-    p.add_argument(
-        "--seal-timeout",
-        default=None,
-        metavar="SECONDS",
-        help="unsealed batches are aborted after this long (default 1800)",
-    )
-    p.add_argument(
-        "--engine-tick",
-        default=None,
-        metavar="SECONDS",
-        help="run engine step interval (default 0.05)",
-    )
-    p.add_argument("--seed", default=None, help="seed for reproducible faults")
-    p.add_argument(
-        "--access-log",
-        dest="access_log",
-        action="store_const",
-        const=True,
-        default=None,
-        help="log every request (off by default)",
-    )
-    p.add_argument("--no-access-log", dest="access_log", action="store_const", const=False)
+    # One flag per ServerConfig knob (loadkit.options.SERVER_KNOBS, the table the embedded
+    # server's run options come from too). Values stay strings here: ServerConfig.parse
+    # validates them, as it does for Python callers.
+    from loadkit.options import SERVER_KNOBS  # noqa: PLC0415
+
+    for knob in SERVER_KNOBS:
+        text = knob.help if knob.default is None else f"{knob.help} (default {knob.default})"
+        if knob.name == "secret_keys":  # repeatable, one key per flag
+            p.add_argument("--secret-key", action="append", dest=knob.name, default=None,
+                           metavar=knob.metavar, help=knob.help)
+        elif knob.kind == "bool":  # --access-log / --no-access-log, as ServerConfig.to_argv
+            p.add_argument(knob.flag, dest=knob.name, action="store_const", const=True,
+                           default=None, help=text)
+            p.add_argument("--no-" + knob.flag[2:], dest=knob.name, action="store_const",
+                           const=False, help="the opposite of " + knob.flag)
+        else:
+            p.add_argument(knob.flag, dest=knob.name, default=None, metavar=knob.metavar,
+                           help=text)
     p.set_defaults(func=_cmd_serve)
 
 
-_SERVE_FIELDS = (
-    "host",
-    "port",
-    "secret_keys",
-    "max_items",
-    "item_max_bytes",
-    "ingest_concurrency",
-    "enqueue_delay",
-    "ingest_rate",
-    "run_rate",
-    "rate_limit",
-    "rate_limit_reset_unit",
-    "error_rate",
-    "error_status",
-    "error_should_retry",
-    "drop_rate",
-    "request_timeout",
-    "create_delay",
-    "seal_timeout",
-    "engine_tick",
-    "seed",
-    "access_log",
-)
-
-
 def _cmd_serve(args: argparse.Namespace) -> int:
+    from loadkit.options import SERVER_KNOBS  # noqa: PLC0415
     from loadkit.server import ServerConfig  # noqa: PLC0415 - keep `loadkit --help` fast
     from loadkit.server.serve import run_foreground  # noqa: PLC0415
 
-    given = {name: getattr(args, name) for name in _SERVE_FIELDS if getattr(args, name) is not None}
+    given = {k.name: getattr(args, k.name) for k in SERVER_KNOBS
+             if getattr(args, k.name) is not None}
     config = ServerConfig.parse(**given)
     return run_foreground(config)
 
@@ -389,9 +276,12 @@ def _cmd_smoke(args: argparse.Namespace) -> int:
 # --- send --------------------------------------------------------------------------------
 
 
+_SEND_GROUPS = {"spec": "batch spec", "client": "client and retries"}
+"""Run-option groups ``loadkit send`` takes: the same flags, defaults and parser as locust's."""
+
+
 def _add_send(subparsers: argparse._SubParsersAction) -> None:
-    from loadkit.generators import SPEC_FIELDS  # noqa: PLC0415 - keep `loadkit --help` fast
-    from loadkit.retry import RETRY_FIELDS  # noqa: PLC0415
+    from loadkit.options import OPTIONS, add_flags  # noqa: PLC0415 - keep `loadkit --help` fast
 
     p = subparsers.add_parser(
         "send",
@@ -400,25 +290,16 @@ def _add_send(subparsers: argparse._SubParsersAction) -> None:
         "truth checks) and print everything measured as JSON. The target is --url, else "
         "$TRIGGER_API_URL, else a reference server started for the duration; the secret key "
         "comes from $TRIGGER_SECRET_KEY (never a flag: command lines are visible to other "
-        "users). Exit code 0 when the batch sealed (or was cached) without violations, else 1.",
+        "users). The batch spec, client and retry flags are the run options of locust and "
+        "loadkit.run() (`loadkit options --group spec|client`), parsed by the same function. "
+        "Exit code 0 when the batch sealed (or was cached) without violations, else 1.",
     )
     p.add_argument("--url", default=None, help="the API's base URL (default $TRIGGER_API_URL, "
                    "else a local reference server)")
-    p.add_argument("--seq", default="0", help="which batch of the spec to send (default 0)")
-    p.add_argument("--verify", action="store_true",
-                   help="after sealing, retrieve the batch and check its runs")
-    p.add_argument("--timeout", default="330", metavar="SECONDS", help="client timeout")
-    p.add_argument("--send-buffer-bytes", default=None, help="SO_SNDBUF of the client socket")
-    p.add_argument("--chunk-timings", action="store_true",
-                   help="include every chunk's write timing in the output")
-    spec = p.add_argument_group("batch spec")
-    for f in SPEC_FIELDS:
-        spec.add_argument("--" + f.name.replace("_", "-"), dest=f.name, default=None,
-                          help=f"{f.help} (default {f.default or 'none'})")
-    retry = p.add_argument_group("retries")
-    for f in RETRY_FIELDS:
-        retry.add_argument("--" + f.name.replace("_", "-"), dest="retry_" + f.name,
-                           default=None, help=f"{f.help} (default {f.default})")
+    p.add_argument("--seq", default="0", metavar="N",
+                   help="which batch of the spec to send (default 0)")
+    for group, title in _SEND_GROUPS.items():
+        add_flags(p.add_argument_group(title), (o for o in OPTIONS if o.group == group))
     p.set_defaults(func=_cmd_send)
 
 
@@ -428,19 +309,14 @@ def _cmd_send(args: argparse.Namespace) -> int:
 
     import orjson  # noqa: PLC0415
 
-    from loadkit.client import BatchClient  # noqa: PLC0415
-    from loadkit.generators import SPEC_FIELDS, BatchSpec  # noqa: PLC0415
-    from loadkit.retry import RETRY_FIELDS, RetryPolicy  # noqa: PLC0415
+    from loadkit._parse import parse_int  # noqa: PLC0415
+    from loadkit.options import OPTIONS, parse_options  # noqa: PLC0415
     from loadkit.server import ReferenceServer  # noqa: PLC0415
 
-    spec = BatchSpec.parse(**{f.name: getattr(args, f.name) for f in SPEC_FIELDS})
-    policy = RetryPolicy.parse(**{f.name: getattr(args, "retry_" + f.name) for f in RETRY_FIELDS})
-    try:
-        seq = int(args.seq)
-        timeout = float(args.timeout)
-        sndbuf = int(args.send_buffer_bytes) if args.send_buffer_bytes is not None else None
-    except ValueError as exc:
-        raise ConfigError("seq/timeout/send_buffer_bytes", str(exc), "numbers") from None
+    opts = parse_options(**{o.name: getattr(args, o.name) for o in OPTIONS
+                            if o.group in _SEND_GROUPS})
+    seq = parse_int("seq", args.seq, 0)
+    spec, client_options = opts.spec, opts.client
     batch = spec.batch(seq)
     url = args.url or os.environ.get("TRIGGER_API_URL")
     key = None
@@ -452,15 +328,13 @@ def _cmd_send(args: argparse.Namespace) -> int:
             url, key = server.url, wire.DEFAULT_LOCAL_SECRET_KEY
             print(f"loadkit send: no --url or TRIGGER_API_URL; started a reference server at "
                   f"{url}", file=sys.stderr)
-        client = stack.enter_context(BatchClient(
-            url, key, retry=policy, timeout=timeout, verify=args.verify,
-            send_buffer_bytes=sndbuf, keep_chunk_timings=args.chunk_timings))
+        client = stack.enter_context(client_options.make_client(url, key, spec.chunk_bytes))
         result = client.send(batch)
-    out = {"target": url, "spec": spec.as_settings(), "retry": policy.as_settings(),
-           **result.as_dict(chunk_timings=args.chunk_timings)}
+    out = {"target": url, "spec": spec.as_settings(),
+           "retry": client_options.retry.as_settings(),
+           **result.as_dict(chunk_timings=client_options.keep_chunk_timings)}
     sys.stdout.write(orjson.dumps(out, option=orjson.OPT_INDENT_2, default=str).decode() + "\n")
     return 0 if result.ok else 1
-
 
 
 # -- options ------------------------------------------------------------------------------

@@ -82,7 +82,7 @@ from loadkit import __version__ as loadkit_version
 from loadkit import records as rec
 from loadkit import wire
 from loadkit.errors import ConfigError, RecordsError, ServerError, ThresholdError
-from loadkit.options import OPTIONS, RunOptions, new_run_id, parse_options
+from loadkit.options import OPTIONS, RunOptions, add_flags, new_run_id, parse_options
 from loadkit.thresholds import EXIT_THRESHOLDS_FAILED, evaluate, format_table
 
 __all__ = ["DEFAULT_STOP_TIMEOUT", "EXIT_ABORTED", "EXIT_CONFIG", "EXIT_THRESHOLDS_FAILED",
@@ -229,18 +229,7 @@ def _fatal(message: str, code: int = EXIT_CONFIG) -> None:
 
 @events.init_command_line_parser.add_listener
 def _add_flags(parser: Any, **_kw: Any) -> None:
-    for opt in OPTIONS:
-        kwargs: dict[str, Any] = {
-            "dest": opt.name,
-            "help": f"{opt.help} (default: {opt.default})" if opt.default not in (None, "")
-            else opt.help,
-            "metavar": opt.metavar or opt.kind.upper() if opt.kind != "list" else "EXPR",
-        }
-        if opt.kind == "list":
-            kwargs.update(action="append", default=None)
-        else:
-            kwargs.update(default=opt.default)
-        parser.add_argument(opt.flag, **kwargs)
+    add_flags(parser, OPTIONS)
 
 
 def _given(environment: Any) -> dict[str, Any]:

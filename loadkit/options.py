@@ -38,25 +38,30 @@ from __future__ import annotations
 import dataclasses
 import math
 import uuid
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from loadkit._parse import parse_bool
+from loadkit import wire
+from loadkit._parse import parse_bool, parse_float, parse_int
 from loadkit.client import DEFAULT_TIMEOUT, DEFAULT_VERIFY_TIMEOUT, BatchClient
 from loadkit.errors import ConfigError
 from loadkit.generators import SPEC_FIELDS, BatchSpec
 from loadkit.retry import RETRY_FIELDS, RetryPolicy
+from loadkit.server.config import ServerConfig
 from loadkit.thresholds import Threshold, parse_thresholds, threshold_texts
 
 __all__ = [
+    "EMBEDDED_KNOBS",
     "OPTIONS",
     "OPTION_NAMES",
+    "SERVER_KNOBS",
     "ClientOptions",
     "OptionDef",
     "RunOptions",
     "RunSettings",
+    "add_flags",
     "new_run_id",
     "parse_options",
 ]
@@ -81,6 +86,23 @@ class OptionDef:
     def flag(self) -> str:
         """The command-line flag: ``payload_bytes`` → ``--payload-bytes``."""
         return "--" + self.name.replace("_", "-")
+
+
+def add_flags(parser: Any, options: Iterable[OptionDef]) -> None:
+    """Add one ``--flag VALUE`` per option to an argparse parser or group (locust's parser
+    too): values stay strings (or lists, for ``list`` options) for :func:`parse_options`."""
+    for opt in options:
+        kwargs: dict[str, Any] = {
+            "dest": opt.name,
+            "help": f"{opt.help} (default: {opt.default})" if opt.default not in (None, "")
+            else opt.help,
+            "metavar": opt.metavar or opt.kind.upper() if opt.kind != "list" else "EXPR",
+        }
+        if opt.kind == "list":
+            kwargs.update(action="append", default=None)
+        else:
+            kwargs.update(default=opt.default)
+        parser.add_argument(opt.flag, **kwargs)
 
 
 _SPEC_KINDS = {"idempotency": "bool", "seed": "int", "max_items": "int",
@@ -126,44 +148,70 @@ _RUN_DEFS = (
               "suffix)", "str", "run", "ID"),
 )
 
-# Server knobs exposed for the embedded reference server. max_items / item_max_bytes come
-# from the spec settings of the same name (one number for both sides); host, port and keys
-# are chosen by the run itself.
-_SERVER_HELP = {
-    "ingest_concurrency": ("int", "items of one stream enqueued at once"),
-    "enqueue_delay": ("float", "seconds each item's enqueue takes (backpressure)"),
-    "ingest_rate": ("float", "server-wide cap on items enqueued per second (0 = uncapped)"),
-    "run_rate": ("float", "runs made per second per environment (0 = as fast as enqueued)"),
-    "rate_limit": ("str", "batch token bucket MAX:REFILL/INTERVAL, e.g. 1200:100/10s, or off"),
-    "rate_limit_reset_unit": ("str", "unit of x-ratelimit-reset: s or ms"),
-    "error_rate": ("float", "fraction of streams answered with an injected error"),
-    "error_status": ("int", "HTTP status of the injected errors (500-599)"),
-    "error_should_retry": ("float", "fraction of injected errors sent with x-should-retry: true"),
-    "drop_rate": ("float", "fraction of streams whose connection is dropped part-way"),
-    "request_timeout": ("float", "answer 408 after this many seconds (0 = never)"),
-    "create_delay": ("float", "seconds added to every create answer"),
-    "seal_timeout": ("float", "seconds before an unsealed batch is aborted"),
-    "engine_tick": ("float", "run engine step interval in seconds"),
-    "seed": ("int", "seed for the server's fault decisions (default: off)"),
-}
-_SERVER_DEFAULTS: dict[str, Any] = {
-    "ingest_concurrency": 10, "enqueue_delay": 0.0, "ingest_rate": 0.0, "run_rate": 0.0,
-    "rate_limit": None, "rate_limit_reset_unit": "s", "error_rate": 0.0, "error_status": 500,
-    "error_should_retry": 1.0, "drop_rate": 0.0, "request_timeout": 300.0,
-    "create_delay": 0.0, "seal_timeout": 1800.0, "engine_tick": 0.05, "seed": None,
-}
-
-
 def _default_text(value: Any) -> str | None:
-    if value is None:
+    if value is None or value is dataclasses.MISSING:
         return None
+    if isinstance(value, bool):
+        return str(value).lower()
     return f"{value:g}" if isinstance(value, float) else str(value)
 
 
+_SERVER_FIELD_DEFAULTS = {f.name: f.default for f in dataclasses.fields(ServerConfig)}
+
+
+def _knob(name: str, kind: str, text: str, metavar: str | None = None) -> OptionDef:
+    return OptionDef(name, _default_text(_SERVER_FIELD_DEFAULTS[name]), text, kind, "server",
+                     metavar)
+
+
+SERVER_KNOBS: tuple[OptionDef, ...] = (
+    _knob("host", "str", "address to bind"),
+    _knob("port", "int", "port to bind; 0 picks a free one", "PORT"),
+    _knob("secret_keys", "list", "accepted API key, repeatable; each key is its own "
+          "environment (default: $TRIGGER_SECRET_KEY, comma-separated keys allowed, else "
+          f"{wire.DEFAULT_LOCAL_SECRET_KEY})", "KEY"),
+    _knob("max_items", "int", "largest runCount", "N"),
+    _knob("item_max_bytes", "int", "per-line limit in bytes", "BYTES"),
+    _knob("ingest_concurrency", "int", "items of one stream enqueued at once", "N"),
+    _knob("enqueue_delay", "float", "seconds each item's enqueue takes (backpressure)",
+          "SECONDS"),
+    _knob("ingest_rate", "float", "server-wide cap on items enqueued per second (0 = uncapped)",
+          "ITEMS_PER_S"),
+    _knob("run_rate", "float", "runs made per second per environment (0 = as fast as "
+          "enqueued)", "RUNS_PER_S"),
+    _knob("rate_limit", "str", "batch token bucket per environment, e.g. 1200:100/10s, or off "
+          "(default off)", "MAX:REFILL/INTERVAL"),
+    _knob("rate_limit_reset_unit", "str", "unit of x-ratelimit-reset: s (epoch seconds, as "
+          "the real server) or ms", "s|ms"),
+    _knob("error_rate", "float", "fraction of streams answered with an injected error",
+          "FRACTION"),
+    _knob("error_status", "int", "HTTP status of the injected errors, 500-599", "STATUS"),
+    _knob("error_should_retry", "float", "fraction of injected errors sent with "
+          "x-should-retry: true", "FRACTION"),
+    _knob("drop_rate", "float", "fraction of streams whose connection is dropped part-way",
+          "FRACTION"),
+    _knob("request_timeout", "float", "answer 408 after this many seconds (0 = never)",
+          "SECONDS"),
+    _knob("create_delay", "float", "seconds added to every create answer", "SECONDS"),
+    _knob("seal_timeout", "float", "seconds before an unsealed batch is aborted", "SECONDS"),
+    _knob("engine_tick", "float", "run engine step interval in seconds", "SECONDS"),
+    _knob("seed", "int", "seed for the server's fault decisions (default off)", "N"),
+    _knob("access_log", "bool", "log every request"),
+)
+"""Every :class:`~loadkit.server.ServerConfig` knob: name, default (taken from the dataclass),
+help, kind. ``loadkit serve`` makes one flag of each; the embedded-server run options are the
+:data:`EMBEDDED_KNOBS` among them, prefixed ``server_``."""
+
+EMBEDDED_KNOBS = tuple(k for k in SERVER_KNOBS if k.name not in (
+    "host", "port", "secret_keys", "max_items", "item_max_bytes", "access_log"))
+"""Knobs an embedded run exposes: host, port and key are chosen by the run itself, and
+max_items / item_max_bytes come from the spec settings of the same name (one number for
+both sides)."""
+
 _SERVER_DEFS = tuple(
-    OptionDef("server_" + name, _default_text(_SERVER_DEFAULTS[name]),
-              "embedded reference server (no --host): " + text, kind, "server")
-    for name, (kind, text) in _SERVER_HELP.items()
+    dataclasses.replace(k, name="server_" + k.name,
+                        help="embedded reference server (no --host): " + k.help)
+    for k in EMBEDDED_KNOBS
 )
 
 OPTIONS: tuple[OptionDef, ...] = (
@@ -180,27 +228,6 @@ _BY_NAME = {o.name: o for o in OPTIONS}
 
 
 # --- small parsers -----------------------------------------------------------------------
-
-
-def _float(name: str, value: object, low: float = 0.0, *, above: bool = False) -> float:
-    try:
-        number = float(str(value).replace("_", ""))
-    except ValueError:
-        number = math.nan
-    ok = math.isfinite(number) and (number > low if above else number >= low)
-    if isinstance(value, bool) or not ok:
-        raise ConfigError(name, value, f"a number {'above' if above else 'of at least'} {low:g}")
-    return number
-
-
-def _int(name: str, value: object, low: int) -> int:
-    try:
-        number = int(str(value).replace("_", ""))
-    except ValueError:
-        number = None
-    if isinstance(value, bool) or number is None or number < low:
-        raise ConfigError(name, value, f"a whole number of at least {low}")
-    return number
 
 
 def _wait(value: object) -> tuple[float, float]:
@@ -316,14 +343,14 @@ def parse_options(**settings: object) -> RunOptions:
     except ConfigError as exc:  # name the option as the user wrote it
         raise ConfigError(_retry_option(exc.field), exc.value, exc.expected) from None
     client = ClientOptions(
-        timeout=_float("timeout", raw["timeout"], 0.0, above=True),
+        timeout=parse_float("timeout", raw["timeout"], 0.0, above=True),
         retry=retry,
         send_buffer_bytes=(None if raw["send_buffer_bytes"] in (None, "", "0", 0)
-                           else _int("send_buffer_bytes", raw["send_buffer_bytes"], 1)),
+                           else parse_int("send_buffer_bytes", raw["send_buffer_bytes"], 1)),
         keep_chunk_timings=parse_bool("keep_chunk_timings", raw["keep_chunk_timings"],
                                       empty=False),
         verify=parse_bool("verify", raw["verify"], empty=False),
-        verify_timeout=_float("verify_timeout", raw["verify_timeout"], 0.0),
+        verify_timeout=parse_float("verify_timeout", raw["verify_timeout"], 0.0),
     )
 
     results_dir = str(raw["results_dir"]).strip()
@@ -337,9 +364,9 @@ def parse_options(**settings: object) -> RunOptions:
     run = RunSettings(
         results_dir=Path(results_dir),
         thresholds=parse_thresholds(threshold_texts(raw["threshold"])),
-        arrival_rate=_float("arrival_rate", raw["arrival_rate"], 0.0),
+        arrival_rate=parse_float("arrival_rate", raw["arrival_rate"], 0.0),
         wait=_wait(raw["wait"]),
-        drop_after=_float("drop_after", raw["drop_after"], 0.0, above=True),
+        drop_after=parse_float("drop_after", raw["drop_after"], 0.0, above=True),
         run_id=run_id or None,
     )
 

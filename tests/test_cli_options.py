@@ -1,14 +1,17 @@
 """Tests for ``loadkit options``: the list of run options locust's --help cannot show."""
 
+import dataclasses
 import subprocess
 import sys
 
 import pytest
 
 from loadkit._parse import parse_bool
+from loadkit.cli import build_parser, main
 from loadkit.errors import ConfigError
 from loadkit.generators import BatchSpec
-from loadkit.options import OPTIONS, parse_options
+from loadkit.options import OPTIONS, SERVER_KNOBS, parse_options
+from loadkit.server.config import ServerConfig
 
 
 def test_options_lists_every_run_option_with_its_default():
@@ -51,3 +54,55 @@ def test_bool_parser_errors_name_the_setting():
             call()
         assert info.value.field == field
         assert info.value.expected == "true or false"
+
+
+def _flags(parser, command):
+    """{flag: default} of one ``loadkit`` subcommand's parser."""
+    sub = next(a for a in parser._actions if a.dest == "command").choices[command]
+    return {s: a.default for a in sub._actions for s in a.option_strings}
+
+
+def test_send_takes_the_spec_and_client_run_options_with_their_defaults():
+    """`loadkit send` declares every spec and client option as locust does, same defaults."""
+    flags = _flags(build_parser(), "send")
+    for opt in OPTIONS:
+        if opt.group in ("spec", "client"):
+            assert flags.pop(opt.flag) == opt.default, opt.flag
+    assert set(flags) == {"-h", "--help", "--url", "--seq"}
+
+
+@pytest.mark.parametrize(("argv", "field"), [
+    (["--timeout", "0"], "timeout"), (["--seq", "-1"], "seq"),
+    (["--send-buffer-bytes", "x"], "send_buffer_bytes"), (["--verify", "maybe"], "verify"),
+    (["--retry-attempts", "0"], "retry_attempts"),
+])
+def test_send_range_checks_its_values_like_every_run(argv, field, capsys):
+    """Bad send values are one ConfigError line naming the option, exit 2, nothing sent."""
+    assert main(["send", *argv]) == 2
+    out, err = capsys.readouterr()
+    assert out == ""
+    assert err.startswith(f"loadkit send: error: {field}")
+
+
+def test_server_knobs_are_every_server_config_field_with_its_default():
+    """One table: each ServerConfig field is a knob whose default the dataclass gives."""
+    assert [k.name for k in SERVER_KNOBS] == [f.name for f in dataclasses.fields(ServerConfig)]
+    for knob in SERVER_KNOBS:  # the default text parses back to the dataclass default
+        assert ServerConfig.parse(**{knob.name: knob.default}) == ServerConfig(), knob.name
+
+
+def test_serve_flags_and_embedded_options_come_from_the_knobs():
+    """`loadkit serve` has a flag per knob; each --server-* run option is a knob, same default."""
+    flags = _flags(build_parser(), "serve")
+    for knob in SERVER_KNOBS:
+        flag = "--secret-key" if knob.name == "secret_keys" else knob.flag
+        assert flag in flags, flag
+        assert flags[flag] is None  # unset: ServerConfig's own default applies
+    assert "--no-access-log" in flags
+    by_name = {k.name: k for k in SERVER_KNOBS}
+    embedded = [o for o in OPTIONS if o.group == "server"]
+    assert embedded
+    for opt in embedded:
+        knob = by_name[opt.name.removeprefix("server_")]
+        assert opt.default == knob.default
+        assert opt.help.endswith(knob.help)

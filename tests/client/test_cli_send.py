@@ -18,8 +18,8 @@ def _send(*argv: str, env: dict[str, str] | None = None) -> subprocess.Completed
 
 def test_send_without_target_starts_a_reference_server():
     """With no --url or TRIGGER_API_URL it starts a server, seals the batch and prints JSON."""
-    proc = _send("--items", "40", "--faults", "gap=0.1,malformed=1", "--resend", "missing",
-                 "--base-delay", "10ms", "--verify", "--seq", "2")
+    proc = _send("--items", "40", "--faults", "gap=0.1,malformed=1", "--retry-resend",
+                 "missing", "--retry-base-delay", "10ms", "--verify", "true", "--seq", "2")
     assert proc.returncode == 0, proc.stderr
     out = json.loads(proc.stdout)
     assert out["outcome"] == "sealed"
@@ -50,6 +50,6 @@ def test_send_failure_exits_1_and_bad_flag_exits_2(server):
     bad = _send("--items", "lots")
     assert bad.returncode == 2
     assert "items" in bad.stderr
-    bad = _send("--resend", "some")
+    bad = _send("--retry-resend", "some")
     assert bad.returncode == 2
     assert "resend" in bad.stderr
