@@ -267,7 +267,11 @@ class ReferenceApp:
             headers = bucket.take(run_count)
             if headers is not None:
                 stats.rate_limited += 1
-                return await self._error(send, 429, wire.msg.rate_limited(), headers)
+                if bucket.never_enough(run_count):
+                    message = wire.msg.rate_limit_over_bucket(run_count, bucket.limit.max_tokens)
+                else:
+                    message = wire.msg.rate_limited()
+                return await self._error(send, 429, message, headers)
         batch = Batch(self.store.new_id(), env, run_count, tasks, key)
         self.store.add(batch)
         stats.batches_created += 1

@@ -9,7 +9,8 @@ import orjson
 import pytest
 
 from loadkit import wire
-from loadkit.server import ReferenceServer
+from loadkit.server import RateLimit, ReferenceServer
+from loadkit.server.ratelimit import TokenBucket
 
 from .conftest import KEY, OTHER_KEY, Api
 
@@ -190,3 +191,30 @@ def test_wrong_method_and_unknown_path(api):
     r = api.client.get("/nope")
     assert r.status_code == 404
     assert "error" in r.json()
+
+
+def test_run_count_over_the_bucket_answers_429_naming_both_numbers(limited):
+    """A runCount the bucket can never hold answers 429 with a message naming both numbers."""
+    with Api(limited.url) as api:
+        r = api.create(11)
+        assert r.status_code == 429
+        assert r.json()["error"] == wire.msg.rate_limit_over_bucket(11, 10)
+        assert "11" in r.json()["error"]
+        assert "at most 10" in r.json()["error"]
+        assert r.headers[wire.Header.RATELIMIT_LIMIT] == "10"
+        assert int(r.headers[wire.Header.RETRY_AFTER]) >= 1
+
+
+def test_token_bucket_measures_intervals_on_the_monotonic_clock():
+    """Refills follow the monotonic clock whatever the wall clock does; reset is wall + wait."""
+    mono, wall = [100.0], [1_700_000_000.0]
+    bucket = TokenBucket(RateLimit(10, 5, 2.0), clock=lambda: mono[0], wall=lambda: wall[0])
+    assert bucket.take(10) is None
+    wall[0] += 3600  # the wall clock jumps an hour ahead: no refill
+    headers = dict(bucket.take(5))
+    assert headers[wire.Header.RETRY_AFTER.encode()] == b"2"
+    assert headers[wire.Header.RATELIMIT_RESET.encode()] == str(int(wall[0]) + 2).encode()
+    wall[0] -= 7200  # and back two hours: still no effect
+    mono[0] += 2.0
+    assert bucket.take(5) is None
+    assert bucket.take(1) is not None
