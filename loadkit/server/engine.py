@@ -32,7 +32,7 @@ class Engine:
         self.stats = stats
         self._budget: dict[int, float] = {}
         self._last = time.monotonic()
-        self._last_reap = 0.0
+        self._last_reap = self._last
 
     async def run(self) -> None:
         """Step forever (cancelled on shutdown)."""
@@ -60,9 +60,9 @@ class Engine:
                     batch.status = BatchStatus.PROCESSING
             if batch.sealed and batch.processed == batch.run_count:
                 self._finish(batch, wall)
-        if wall - self._last_reap >= 1.0:
-            self._last_reap = wall
-            self._reap(wall)
+        if mono - self._last_reap >= 1.0:
+            self._last_reap = mono
+            self._reap(mono, wall)
 
     def _make_all_runs(self, batch: Batch) -> None:
         batch.marks[:] = batch.marks.translate(_TO_RUNS)  # in place: ingest may hold it
@@ -103,10 +103,11 @@ class Engine:
         batch.completed_at = batch.updated_at = wall
         self.store.active.pop(batch.id, None)
 
-    def _reap(self, wall: float) -> None:
+    def _reap(self, mono: float, wall: float) -> None:
+        """Abort the unsealed batches older than ``seal_timeout`` (age on the monotonic clock)."""
         limit = self.config.seal_timeout
         for batch in list(self.store.active.values()):
-            if not batch.sealed and wall - batch.created_at >= limit:
+            if not batch.sealed and mono - batch.created_mono >= limit:
                 batch.status = BatchStatus.ABORTED
                 batch.aborted = True
                 batch.updated_at = wall

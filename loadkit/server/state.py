@@ -164,6 +164,7 @@ class Stats:
         self.status_counts: collections.Counter[int] = collections.Counter()
         self._series: collections.OrderedDict[int, int] = collections.OrderedDict()
         self.started_at = time.time()
+        self._started_mono = time.monotonic()
 
     def add_ingest(self, items: int, now: float | None = None) -> None:
         """Count ``items`` newly enqueued in this second (called once per body chunk)."""
@@ -186,7 +187,7 @@ class Stats:
         out["ingest_items_per_s"] = sum(recent) / 5.0
         out["ingest_series"] = series
         out["now"] = now
-        out["uptime_s"] = now - self.started_at
+        out["uptime_s"] = time.monotonic() - self._started_mono
         return out
 
 
