@@ -28,8 +28,12 @@ __all__ = ["ReferenceApp"]
 _CREATE = wire.CREATE_PATH
 _STREAM_PREFIX, _STREAM_SUFFIX = wire.STREAM_PATH.split("{batch_id}")
 _RETRIEVE_PREFIX = wire.RETRIEVE_PATH.split("{batch_id}")[0]
-_JSON_HEADERS = [(b"content-type", b"application/json")]
+# wire names as bytes, encoded once for the hot path
+_AUTHORIZATION = wire.Header.AUTHORIZATION.encode()
+_CONTENT_TYPE = wire.Header.CONTENT_TYPE.encode()
+_CONTENT_LENGTH = wire.Header.CONTENT_LENGTH.encode()
 _SHOULD_RETRY = wire.Header.SHOULD_RETRY.encode()
+_JSON_HEADERS = [(_CONTENT_TYPE, wire.JSON_CONTENT_TYPE.encode())]
 
 
 def _iso(ts: float) -> str:
@@ -160,7 +164,7 @@ class ReferenceApp:
         close: bool = False,
         count: bool = True,
     ) -> None:
-        hdrs = [*_JSON_HEADERS, (b"content-length", str(len(data)).encode())]
+        hdrs = [*_JSON_HEADERS, (_CONTENT_LENGTH, str(len(data)).encode())]
         if headers:
             hdrs += headers
         if close:
@@ -203,7 +207,7 @@ class ReferenceApp:
             await self._error(send, 408, wire.msg.request_timeout(), close=True)
 
     async def _auth(self, scope: dict[str, Any], send: Any) -> int | None:
-        value = _header(scope, b"authorization") or ""
+        value = _header(scope, _AUTHORIZATION) or ""
         scheme, _, key = value.partition(" ")
         env = self._keys.get(key.strip()) if scheme.lower() == "bearer" else None
         if env is None:
@@ -216,7 +220,7 @@ class ReferenceApp:
         stats = self.stats
         stats.create_requests += 1
         limit = wire.CREATE_BODY_MAX_BYTES
-        declared = _header(scope, b"content-length")
+        declared = _header(scope, _CONTENT_LENGTH)
         if declared is not None and declared.isdigit() and int(declared) > limit:
             return await self._error(send, 413, wire.msg.body_too_large(int(declared), limit))
         chunks: list[bytes] = []
@@ -287,7 +291,7 @@ class ReferenceApp:
     ) -> None:
         stats = self.stats
         stats.stream_requests += 1
-        if not wire.is_ndjson_content_type(_header(scope, b"content-type")):
+        if not wire.is_ndjson_content_type(_header(scope, _CONTENT_TYPE)):
             return await self._error(send, 415, wire.msg.unsupported_media_type())
         batch = self.store.get(env, batch_id)
         if batch is None:
@@ -450,6 +454,6 @@ async def _drop_connection(send: Any) -> None:
             await asyncio.sleep(0)
         return
     await send(
-        {"type": "http.response.start", "status": 200, "headers": [(b"content-length", b"1000")]}
+        {"type": "http.response.start", "status": 200, "headers": [(_CONTENT_LENGTH, b"1000")]}
     )
     raise ConnectionAbortedError("loadkit reference server: injected connection drop")

@@ -14,11 +14,13 @@ from loadkit.server.config import ServerConfig
 
 __all__ = ["openapi_document"]
 
+_JSON = wire.JSON_CONTENT_TYPE
+
 
 def _error(description: str, headers: dict[str, Any] | None = None) -> dict[str, Any]:
     out: dict[str, Any] = {
         "description": description,
-        "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}},
+        "content": {_JSON: {"schema": {"$ref": "#/components/schemas/Error"}}},
     }
     if headers:
         out["headers"] = headers
@@ -73,7 +75,7 @@ def openapi_document(config: ServerConfig | None = None) -> dict[str, Any]:
                     "requestBody": {
                         "required": True,
                         "content": {
-                            "application/json": {
+                            _JSON: {
                                 "schema": {"$ref": "#/components/schemas/CreateBatchRequestBody"}
                             }
                         },
@@ -82,7 +84,7 @@ def openapi_document(config: ServerConfig | None = None) -> dict[str, Any]:
                         "202": {
                             "description": "Batch created",
                             "content": {
-                                "application/json": {
+                                _JSON: {
                                     "schema": {"$ref": "#/components/schemas/CreateBatchResponse"}
                                 }
                             },
@@ -90,7 +92,7 @@ def openapi_document(config: ServerConfig | None = None) -> dict[str, Any]:
                         "200": {
                             "description": "Idempotent replay of an earlier create",
                             "content": {
-                                "application/json": {
+                                _JSON: {
                                     "schema": {"$ref": "#/components/schemas/CreateBatchResponse"}
                                 }
                             },
@@ -122,15 +124,14 @@ def openapi_document(config: ServerConfig | None = None) -> dict[str, Any]:
                     "requestBody": {
                         "required": True,
                         "content": {
-                            "application/x-ndjson": {"schema": ndjson_schema},
-                            "application/ndjson": {"schema": ndjson_schema},
+                            media: {"schema": ndjson_schema} for media in wire.NDJSON_CONTENT_TYPES
                         },
                     },
                     "responses": {
                         "200": {
                             "description": "Items successfully processed",
                             "content": {
-                                "application/json": {
+                                _JSON: {
                                     "schema": {
                                         "$ref": "#/components/schemas/StreamBatchItemsResponse"
                                     }
@@ -142,9 +143,7 @@ def openapi_document(config: ServerConfig | None = None) -> dict[str, Any]:
                         ),
                         "401": _error("Unauthorized - API key is missing or invalid"),
                         "408": _error("Request timed out"),
-                        "415": _error(
-                            "Content-Type must be application/x-ndjson or application/ndjson"
-                        ),
+                        "415": _error(wire.msg.unsupported_media_type()),
                         "422": _error(
                             "Validation error (unknown batch, invalid item, index ≥ runCount, "
                             "aborted batch)"
@@ -174,7 +173,7 @@ def openapi_document(config: ServerConfig | None = None) -> dict[str, Any]:
                         "200": {
                             "description": "The batch",
                             "content": {
-                                "application/json": {
+                                _JSON: {
                                     "schema": {"$ref": "#/components/schemas/Batch"}
                                 }
                             },

@@ -420,3 +420,15 @@ def test_stats_count_what_happened(server):
         assert s["bytes_read"] == len(body)
         assert s["ingest_series"][-1][1] == 2
         assert s["responses_by_status"] == {"202": 1, "400": 1}
+
+
+def test_wire_texts_in_answers_and_openapi(server, api):
+    """Answers carry wire's JSON content type; the OpenAPI 415 text is wire's own message."""
+    r = api.stream(api.new_batch(1), lines([0]), content_type="text/plain")
+    assert r.status_code == 415
+    assert r.headers[wire.Header.CONTENT_TYPE] == wire.JSON_CONTENT_TYPE
+    assert int(r.headers[wire.Header.CONTENT_LENGTH]) == len(r.content)
+    doc = httpx.get(server.url + wire.OPENAPI_PATH).json()
+    stream = doc["paths"][wire.STREAM_PATH.replace("{batch_id}", "{batchId}")]["post"]
+    assert stream["responses"]["415"]["description"] == wire.msg.unsupported_media_type()
+    assert sorted(stream["requestBody"]["content"]) == sorted(wire.NDJSON_CONTENT_TYPES)
