@@ -32,6 +32,7 @@ from dataclasses import dataclass
 from email.utils import parsedate_to_datetime
 
 from loadkit import wire
+from loadkit._parse import parse_bool
 from loadkit.errors import ConfigError
 
 __all__ = ["RESEND_MODES", "RETRY_FIELDS", "RateLimitWait", "RetryField", "RetryPolicy"]
@@ -128,17 +129,6 @@ def _count(name: str, value: object) -> int:
     return number
 
 
-def _flag(name: str, value: object) -> bool:
-    if isinstance(value, bool):
-        return value
-    text = str(value).strip().lower()
-    if text in ("1", "true", "yes", "on"):
-        return True
-    if text in ("0", "false", "no", "off"):
-        return False
-    raise ConfigError(name, value, "true or false")
-
-
 def _statuses(value: object) -> tuple[frozenset[int], bool]:
     form = "comma-separated HTTP statuses and '5xx', e.g. '408,409,429,5xx' (or 'none')"
     if isinstance(value, str):
@@ -219,7 +209,7 @@ class RetryPolicy:
             elif name in ("factor", "create_factor"):
                 values[name] = _number(name, raw, 1.0)
             elif name in ("jitter", "create_jitter", "honor_should_retry"):
-                values[name] = _flag(name, raw)
+                values[name] = parse_bool(name, raw)
             elif name == "resend":
                 text = str(raw).strip().lower()
                 if text not in RESEND_MODES:
