@@ -249,9 +249,24 @@ class _Columns:
                         column.append(None)
             n = len(rows)
         self.n = n
-        self.outcome = self._objects("outcome")
-        self.kept = self.outcome != "dropped"
+        self.kept = ~self.outcome_in("dropped")
         """Rows that are batches (every record except ``dropped`` ones)."""
+        self._some_dropped = not bool(self.kept.all())
+
+    def outcome_in(self, *values: str) -> np.ndarray:
+        """Rows whose outcome is one of ``values``, compared by the column's own engine
+        (a categorical or Arrow column is never turned into a million Python strings)."""
+        if not self._has("outcome"):
+            return np.zeros(self.n, dtype=bool)
+        if self._table is not None:
+            import pyarrow as pa  # noqa: PLC0415 - only for a Table, which brought pyarrow
+            import pyarrow.compute as pc  # noqa: PLC0415
+
+            hit = pc.is_in(self._table.column("outcome"), value_set=pa.array(values))
+            return np.asarray(hit.to_numpy(zero_copy_only=False), dtype=bool)
+        if self._frame is not None:
+            return np.asarray(self._frame["outcome"].isin(values).to_numpy(), dtype=bool)
+        return np.isin(self._objects("outcome"), values)
 
     def _has(self, name: str) -> bool:
         if self._table is not None:
@@ -288,8 +303,11 @@ class _Columns:
 
     def field(self, name: str) -> np.ndarray:
         """The non-null values of ``name`` over batches (``dropped`` records left out)."""
-        values = self.numeric(name)[self.kept]
-        return values[~np.isnan(values)]
+        values = self.numeric(name)
+        if self._some_dropped:
+            values = values[self.kept]
+        missing = np.isnan(values)
+        return values[~missing] if missing.any() else values
 
 
 def _ratio(part: float, whole: float) -> float:
@@ -302,15 +320,15 @@ def run_metrics(records: Any) -> dict[str, Any]:
     floats, ``nan`` where there is no data. The one definition the thresholds and
     :func:`loadkit.analysis.summary` share."""
     cols = records if isinstance(records, _Columns) else _Columns(records)
-    sent = cols.outcome[cols.kept]
-    batches = int(cols.kept.sum())
+    kept = cols.kept
+    batches = int(kept.sum())
     dropped = cols.n - batches
 
     def total(name: str) -> int:
         return int(cols.field(name).sum())
 
-    sealed = int(((sent == "sealed") | (sent == "cached")).sum())
-    failed = int(((sent == "failed") | (sent == "not_sealed")).sum())
+    sealed = int(cols.outcome_in("sealed", "cached").sum())
+    failed = int(cols.outcome_in("failed", "not_sealed").sum())
     items, nbytes = total("items_accepted"), total("bytes_sent")
     started, ended = cols.field("started_at"), cols.field("ended_at")
     duration = float(ended.max() - started.min()) if started.size and ended.size else math.nan
@@ -319,7 +337,7 @@ def run_metrics(records: Any) -> dict[str, Any]:
         "batches": batches,
         "dropped": dropped,
         "drop_rate": _ratio(dropped, cols.n),
-        "cached": int((sent == "cached").sum()),
+        "cached": int(cols.outcome_in("cached").sum()),
         "sealed": sealed,
         "seal_rate": _ratio(sealed, batches),
         "failed": failed,
