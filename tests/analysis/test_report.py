@@ -46,6 +46,16 @@ def test_report_contains_no_key(run_a_dir, fake_key, tmp_path, monkeypatch):
     assert "LEAKCANARY" not in page
 
 
+def test_report_redacts_a_key_not_in_the_environment(run_a_dir, fake_key, tmp_path,
+                                                     monkeypatch):
+    """Without the key in the environment, redaction alone keeps it out of every file."""
+    monkeypatch.delenv("TRIGGER_SECRET_KEY", raising=False)
+    path = write_report(run_a_dir, tmp_path / "out")
+    for file in path.parent.iterdir():
+        assert fake_key.encode() not in file.read_bytes(), file.name
+    assert REDACTED in path.read_text(encoding="utf-8")
+
+
 def test_redact():
     """Secret-named values, Trigger keys, bearer tokens and given strings are replaced."""
     got = redact({"secret_key": "x", "api-key": "y", "users": 3, "key": "",
