@@ -16,7 +16,7 @@ from loadkit.records import ARROW_SCHEMA, SCHEMA_VERSION, BatchRecord
 matplotlib.use("Agg")
 
 T0 = 1_700_000_000.0
-FAKE_KEY = "tr_dev_LEAKCANARY0123456789abcdef"
+FAKE_KEY = "tr_dev_LEAKCANARY_0123_4567_89ab"  # shaped unlike a real key on purpose
 """A distinctive key planted in run.json; no report may contain it."""
 
 _DEFAULTS: dict[str, Any] = dict(
