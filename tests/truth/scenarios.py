@@ -163,7 +163,7 @@ def _generate_seconds(spec: BatchSpec, seqs: list[int]) -> float:
 def backpressure(workdir: Path) -> tuple[list[dict], dict]:
     """One user streams 20 MB batches (2,000 items of 10 kB) through a 64 KiB send buffer to
     a server whose enqueue takes 10 ms per group of 8 items (≈ 800 items/s ≈ 8 MB/s): the
-    server is the bottleneck; then the same client against a server without delay."""
+    server is the bottleneck; then 300 kB batches, default send buffer, no delay."""
     common = ("-u", "1", "-r", "1", "--send-buffer-bytes", str(BP_SEND_BUFFER),
               "--keep-chunk-timings", "true")
     slow = locust(workdir / "slow", *common, "-t", "4s", "--items", str(BP_ITEMS),
@@ -177,8 +177,10 @@ def backpressure(workdir: Path) -> tuple[list[dict], dict]:
     stream_s = float(b["stream_ms"].mean()) / 1000.0
     expected, parts = expected_stall_share(int(body), stream_s, gen)
     bp = slow.backpressure()
-    fast = locust(workdir / "fast", *common, "-t", "3s", "--items", "1000",
-                  "--payload-bytes", "256")
+    # no delay, the client as users run it (the system's send buffer): the server keeps up,
+    # no write waits on it, and what is left is the kernel's cost of taking each chunk
+    fast = locust(workdir / "fast", "-u", "1", "-r", "1", "--keep-chunk-timings", "true",
+                  "-t", "3s", "--items", "1000", "--payload-bytes", "256")
     fbp = fast.backpressure()
     chunks = fast.chunk_timeline()
     blocked_at = chunks.groupby("chunk")["write_ms"].median()
@@ -187,7 +189,7 @@ def backpressure(workdir: Path) -> tuple[list[dict], dict]:
             float(bp["stalled_share"]) * 100, relative=False, tolerance="±5 points"),
         row("backpressure", "stalled share, no delay (points)", 0.0,
             float(fbp["stalled_share"]) * 100, relative=False,
-            tolerance="'near zero': does not hold"),
+            tolerance="'near zero': ~6 idle, ~24 with a busy core"),
     ]
     return rows, {"slow": slow, "fast": fast, "expected": expected, "parts": parts,
                   "slow_bp": bp, "fast_bp": fbp, "fast_blocked_at": blocked_at,

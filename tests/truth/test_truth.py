@@ -40,13 +40,14 @@ def test_stall_share_is_the_derived_share_when_the_server_is_slow(tmp_path, repo
     per_batch = chunks.groupby("seq")["write_ms"].sum()
     stall = data["slow"].batches.set_index("seq")["stall_ms"]
     assert per_batch.to_numpy() == pytest.approx(stall.loc[per_batch.index].to_numpy())
-    # No delay (same client, 300 kB batches): the "near zero" does not hold on
-    # loopback. The generator is faster than any server here, so the writer waits for the
-    # server to read and parse (in one write of ~0.35 ms per ~2.5 ms stream: the third
-    # chunk's once the buffers hold two, or the first's): real, if small, waits.
-    # Asserted: far below the slow case.
+    # No delay (300 kB batches, the system's send buffer): on an idle machine no write waits
+    # on the server; stall then counts only the kernel taking each chunk (on loopback the
+    # send call runs the receiving side's TCP work too: tens of µs per 64 KiB), measured at
+    # ~6 % of a ~2 ms stream. With another process busy on one of the two cores it rose to
+    # ~24 %: the server then really is slower to read. Asserted here, robustly: far below
+    # the slow case (bench/truth.py prints the figure).
     fast = data["fast_bp"]
-    assert fast["stalled_share"] < slow["stalled_share"] - 0.5
+    assert fast["stalled_share"] < slow["stalled_share"] - 0.5, fast
 
 
 def test_create_latency_is_delay_plus_baseline(tmp_path, report):
