@@ -1,4 +1,4 @@
-"""Small value parsers shared by every configuration parser (spec, client, retry, server).
+"""Small value parsers (and the setting descriptor) shared by every configuration parser.
 
 Each takes the setting's name and the value as given (a Python value or the string a flag,
 config file or environment variable gives) and raises :class:`~loadkit.errors.ConfigError`
@@ -8,10 +8,21 @@ naming the setting, the value and the accepted form.
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 from loadkit.errors import ConfigError
 
-__all__ = ["FALSE_WORDS", "TRUE_WORDS", "parse_bool", "parse_float", "parse_int"]
+__all__ = ["FALSE_WORDS", "TRUE_WORDS", "Setting", "parse_bool", "parse_float", "parse_int"]
+
+@dataclass(frozen=True, slots=True)
+class Setting:
+    """One setting of a parser's table (spec, retry) as flags, config keys and keywords see
+    it: its name, its default as the string the parser takes, and its help."""
+
+    name: str
+    default: str
+    help: str
+
 
 TRUE_WORDS = frozenset({"1", "true", "yes", "on"})
 FALSE_WORDS = frozenset({"0", "false", "no", "off"})

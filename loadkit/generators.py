@@ -39,7 +39,7 @@ import numpy as np
 import orjson
 
 from loadkit import wire
-from loadkit._parse import parse_bool
+from loadkit._parse import Setting, parse_bool
 from loadkit.distributions import Dist
 from loadkit.errors import ConfigError
 from loadkit.payloads import COMPLETE_MAX_SIZE, PayloadPool, Shape
@@ -52,7 +52,6 @@ __all__ = [
     "Faults",
     "GeneratedBatch",
     "ItemOptions",
-    "SpecField",
     "TaskMix",
 ]
 
@@ -262,32 +261,23 @@ class ExpectedOutcome:
 # --- the spec ----------------------------------------------------------------------------
 
 
-@dataclass(frozen=True, slots=True)
-class SpecField:
-    """One spec setting as locust flags, CLI arguments and notebook keywords see it."""
-
-    name: str
-    default: str
-    help: str
-
-
-SPEC_FIELDS: tuple[SpecField, ...] = (
-    SpecField("items", "100", "items per batch (runCount): N, uniform:LO:HI, lognormal:MEDIAN:"
+SPEC_FIELDS: tuple[Setting, ...] = (
+    Setting("items", "100", "items per batch (runCount): N, uniform:LO:HI, lognormal:MEDIAN:"
               "SIGMA, pareto:MIN:ALPHA or choice:A,B,C"),
-    SpecField("payload_bytes", "256", "encoded payload size in bytes, same forms as items"),
-    SpecField("shape", "mixed", "payload structure: flat, nested:DEPTH, array:WIDTH or mixed"),
-    SpecField("tasks", "loadkit-task", "task mix: TASK[:WEIGHT],… e.g. 'email:3,resize:1'"),
-    SpecField("options", "", "per-item options to send: idempotencyKey,tags,queue,"
+    Setting("payload_bytes", "256", "encoded payload size in bytes, same forms as items"),
+    Setting("shape", "mixed", "payload structure: flat, nested:DEPTH, array:WIDTH or mixed"),
+    Setting("tasks", "loadkit-task", "task mix: TASK[:WEIGHT],… e.g. 'email:3,resize:1'"),
+    Setting("options", "", "per-item options to send: idempotencyKey,tags,queue,"
               "concurrencyKey,ttl,metadata or all"),
-    SpecField("options_rate", "0", "share of items that carry options (0-1)"),
-    SpecField("idempotency", "false", "give each batch an idempotency key derived from seed "
+    Setting("options_rate", "0", "share of items that carry options (0-1)"),
+    Setting("idempotency", "false", "give each batch an idempotency key derived from seed "
               "and sequence (a rerun with the same seed replays: isCached)"),
-    SpecField("faults", "", "injected faults NAME=RATE,…: duplicate, gap (per item); shuffle, "
+    Setting("faults", "", "injected faults NAME=RATE,…: duplicate, gap (per item); shuffle, "
               "malformed, schema, out_of_range, oversized (per batch)"),
-    SpecField("seed", "0", "seed: the same seed makes the same batches byte for byte"),
-    SpecField("max_items", str(wire.MAX_RUN_COUNT), "the target's maximum items per batch"),
-    SpecField("item_max_bytes", str(wire.ITEM_MAX_BYTES), "the target's per-item byte limit"),
-    SpecField("chunk_bytes", str(DEFAULT_CHUNK_BYTES), "bytes per body chunk written"),
+    Setting("seed", "0", "seed: the same seed makes the same batches byte for byte"),
+    Setting("max_items", str(wire.MAX_RUN_COUNT), "the target's maximum items per batch"),
+    Setting("item_max_bytes", str(wire.ITEM_MAX_BYTES), "the target's per-item byte limit"),
+    Setting("chunk_bytes", str(DEFAULT_CHUNK_BYTES), "bytes per body chunk written"),
 )
 _FIELD_NAMES = frozenset(f.name for f in SPEC_FIELDS)
 

@@ -32,10 +32,10 @@ from dataclasses import dataclass
 from email.utils import parsedate_to_datetime
 
 from loadkit import wire
-from loadkit._parse import parse_bool
+from loadkit._parse import Setting, parse_bool
 from loadkit.errors import ConfigError
 
-__all__ = ["RESEND_MODES", "RETRY_FIELDS", "RateLimitWait", "RetryField", "RetryPolicy"]
+__all__ = ["RESEND_MODES", "RETRY_FIELDS", "RateLimitWait", "RetryPolicy"]
 
 RESEND_MODES = ("full", "missing")
 DEFAULT_RETRY_STATUSES: frozenset[int] = frozenset({408, 409, 429})
@@ -59,31 +59,22 @@ class RateLimitWait:
     ``delta`` (seconds from now); None for ``retry-after``."""
 
 
-@dataclass(frozen=True, slots=True)
-class RetryField:
-    """One retry setting as flags and keywords see it."""
-
-    name: str
-    default: str
-    help: str
-
-
-RETRY_FIELDS: tuple[RetryField, ...] = (
-    RetryField("attempts", "5", "stream attempts per batch, the first included (1 = no retry)"),
-    RetryField("base_delay", "1", "stream retry delay before jitter, seconds (or 250ms)"),
-    RetryField("factor", "2", "stream delay growth per attempt"),
-    RetryField("max_delay", "30", "largest stream retry delay, seconds"),
-    RetryField("jitter", "true", "multiply stream delays by rand[1,2) as the SDK does"),
-    RetryField("create_attempts", "5", "create attempts per batch, the first included"),
-    RetryField("create_base_delay", "1", "create retry delay, seconds"),
-    RetryField("create_factor", "1.6", "create delay growth per attempt"),
-    RetryField("create_max_delay", "30", "largest create retry delay, seconds"),
-    RetryField("create_jitter", "false", "jitter create delays (the SDK does not)"),
-    RetryField("resend", "full", "what a stream retry sends: full (every item, as the SDK) or "
+RETRY_FIELDS: tuple[Setting, ...] = (
+    Setting("attempts", "5", "stream attempts per batch, the first included (1 = no retry)"),
+    Setting("base_delay", "1", "stream retry delay before jitter, seconds (or 250ms)"),
+    Setting("factor", "2", "stream delay growth per attempt"),
+    Setting("max_delay", "30", "largest stream retry delay, seconds"),
+    Setting("jitter", "true", "multiply stream delays by rand[1,2) as the SDK does"),
+    Setting("create_attempts", "5", "create attempts per batch, the first included"),
+    Setting("create_base_delay", "1", "create retry delay, seconds"),
+    Setting("create_factor", "1.6", "create delay growth per attempt"),
+    Setting("create_max_delay", "30", "largest create retry delay, seconds"),
+    Setting("create_jitter", "false", "jitter create delays (the SDK does not)"),
+    Setting("resend", "full", "what a stream retry sends: full (every item, as the SDK) or "
                "missing (only the items the server lacks)"),
-    RetryField("retry_statuses", "408,409,429,5xx", "HTTP statuses that are retried"),
-    RetryField("honor_should_retry", "true", "let the x-should-retry header override statuses"),
-    RetryField("rate_limit_max_wait", "60", "longest single wait on a 429, seconds"),
+    Setting("retry_statuses", "408,409,429,5xx", "HTTP statuses that are retried"),
+    Setting("honor_should_retry", "true", "let the x-should-retry header override statuses"),
+    Setting("rate_limit_max_wait", "60", "longest single wait on a 429, seconds"),
 )
 _FIELD_NAMES = frozenset(f.name for f in RETRY_FIELDS)
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import subprocess
 import threading
 import time
 from collections import Counter
@@ -13,7 +12,8 @@ from collections import Counter
 import pytest
 
 from loadkit.records import RECORDS_PARQUET, read_records, read_run_meta
-from tests.campaign.conftest import campaign, clean_env, free_port, locust_argv
+from tests.campaign.conftest import campaign, clean_env
+from tests.locust.conftest import master_and_workers
 
 pytestmark = pytest.mark.slow
 
@@ -127,18 +127,9 @@ def test_server_killed_and_restarted_mid_run(run_locust, external_server, tmp_pa
 
 def test_worker_killed_mid_run_master_records_stay_complete(tmp_path):
     """SIGKILL of one of two workers: the master ends normally with readable, whole records."""
-    port = free_port()
-    common = dict(cwd=tmp_path, env=clean_env(), text=True, stdout=subprocess.PIPE,
-                  stderr=subprocess.PIPE, stdin=subprocess.DEVNULL, start_new_session=True)
-    master = subprocess.Popen(locust_argv(
-        "--master", "--headless", "--expect-workers", "2", "--master-bind-host", "127.0.0.1",
-        "--master-bind-port", str(port), "-u", "4", "-r", "4", "-t", "12s", "--items", "20",
-        "--payload-bytes", "64"), **common)
-    workers = [subprocess.Popen(locust_argv(
-        "--worker", "--master-host", "127.0.0.1", "--master-port", str(port)), **common)
-        for _ in range(2)]
-    procs = [master, *workers]
-    try:
+    with master_and_workers(tmp_path, "-u", "4", "-r", "4", "-t", "12s", "--items", "20",
+                            "--payload-bytes", "64") as procs:
+        master, *workers = procs
         deadline = time.monotonic() + 30
         jsonl = None
         while time.monotonic() < deadline and jsonl is None:
@@ -151,11 +142,6 @@ def test_worker_killed_mid_run_master_records_stay_complete(tmp_path):
         os.killpg(workers[0].pid, signal.SIGKILL)
         killed_at = time.time()
         outs = [p.communicate(timeout=90) for p in procs]
-    finally:
-        for p in procs:
-            if p.poll() is None:
-                os.killpg(p.pid, signal.SIGKILL)
-                p.wait()
     assert master.returncode == 0, outs[0][1][-3000:]
     assert workers[1].returncode == 0, outs[2][1][-2000:]
     run_dir = jsonl.parent

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import os
 import signal
@@ -58,6 +59,28 @@ def free_port() -> int:
 
 def locust_argv(*args: str) -> list[str]:
     return [LOCUST, "-f", str(LOCUSTFILE), *args]
+
+
+@contextlib.contextmanager
+def master_and_workers(tmp_path, *master_args: str, workers: int = 2):
+    """A locust master (headless, loopback, waiting for ``workers``) and its workers, as
+    subprocesses in ``tmp_path``; any still running at the end are killed."""
+    port = free_port()
+    common = dict(cwd=tmp_path, env=clean_env(), text=True, stdout=subprocess.PIPE,
+                  stderr=subprocess.PIPE, stdin=subprocess.DEVNULL, start_new_session=True)
+    master = subprocess.Popen(locust_argv(
+        "--master", "--headless", "--expect-workers", str(workers), "--master-bind-host",
+        "127.0.0.1", "--master-bind-port", str(port), *master_args), **common)
+    procs = [master] + [subprocess.Popen(locust_argv(
+        "--worker", "--master-host", "127.0.0.1", "--master-port", str(port)), **common)
+        for _ in range(workers)]
+    try:
+        yield procs
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                os.killpg(p.pid, signal.SIGKILL)
+                p.wait()
 
 
 @pytest.fixture

@@ -15,7 +15,7 @@ import pytest
 
 from loadkit.records import RECORDS_JSONL, RECORDS_PARQUET, read_records, read_run_meta
 from loadkit.server import ReferenceServer
-from tests.locust.conftest import clean_env, free_port, locust_argv
+from tests.locust.conftest import clean_env, locust_argv, master_and_workers
 
 pytestmark = pytest.mark.slow
 
@@ -214,24 +214,11 @@ def test_processes_2_records_all_at_the_master(run_locust, tmp_path):
 
 
 def test_master_and_two_workers_on_loopback(tmp_path):
-    port = free_port()
-    common = dict(cwd=tmp_path, env=clean_env(), text=True, stdout=subprocess.PIPE,
-                  stderr=subprocess.PIPE, stdin=subprocess.DEVNULL, start_new_session=True)
-    master = subprocess.Popen(locust_argv(
-        "--master", "--headless", "--expect-workers", "2", "--master-bind-host", "127.0.0.1",
-        "--master-bind-port", str(port), "-u", "4", "-r", "4", "-t", "4s", *SMALL,
-        "--json-file", "stats"), **common)
-    workers = [subprocess.Popen(locust_argv(
-        "--worker", "--master-host", "127.0.0.1", "--master-port", str(port)), **common)
-        for _ in range(2)]
-    procs = [master, *workers]
-    try:
+    """A master and two workers on loopback: every record reaches the master's run folder."""
+    with master_and_workers(tmp_path, "-u", "4", "-r", "4", "-t", "4s", *SMALL,
+                            "--json-file", "stats") as procs:
         outs = [p.communicate(timeout=60) for p in procs]
-    finally:
-        for p in procs:
-            if p.poll() is None:
-                os.killpg(p.pid, signal.SIGKILL)
-                p.wait()
+    master, *workers = procs
     assert master.returncode == 0, outs[0][1][-3000:]
     assert [w.returncode for w in workers] == [0, 0], [o[1][-2000:] for o in outs[1:]]
     (run_dir,) = list((tmp_path / "results").iterdir())
