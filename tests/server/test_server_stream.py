@@ -318,7 +318,15 @@ def test_concurrent_streams_dedupe_exactly_and_seal_once():
         bid = api.new_batch(run_count)
         answers: list[dict] = []
         lock = threading.Lock()
-        barrier = threading.Barrier(8)
+
+        def server_has_all_eight() -> None:
+            # A yielded chunk may still sit in a socket buffer: release the streams only once
+            # the server has begun all eight, so none of them finds the batch already sealed.
+            deadline = time.monotonic() + 30
+            while api.stats()["stream_requests"] < 8 and time.monotonic() < deadline:
+                time.sleep(0.01)
+
+        barrier = threading.Barrier(8, action=server_has_all_eight)
 
         def worker(k: int) -> None:
             order = list(range(run_count))[k % 2 :: 2] + list(range(run_count))[(k + 1) % 2 :: 2]
@@ -344,6 +352,7 @@ def test_concurrent_streams_dedupe_exactly_and_seal_once():
         assert sum(a["itemsAccepted"] + a["itemsDeduplicated"] for a in answers) == 8 * run_count
         assert any(a["sealed"] for a in answers)
         stats = api.stats()
+        assert stats["streams_to_sealed"] == 0
         assert stats["batches_sealed"] == 1
         assert stats["items_enqueued"] == run_count
         body = wait_status(api, bid, ("COMPLETED",))
