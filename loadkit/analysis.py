@@ -608,10 +608,12 @@ def latency_over_time(run: Run | pd.DataFrame, resolution: str | float = "1s",
 
 
 def backpressure(run: Run | pd.DataFrame) -> pd.Series:
-    """How much of the stream time the body writer was blocked (streamed batches only).
+    """How much of the stream time the body's writes waited on the target (streamed batches).
 
     ``stalled_share`` is total stall time ÷ total stream time; the percentiles are of the
-    per-batch ``stall_fraction``.
+    per-batch ``stall_fraction``. ``write_share`` is the time writes took in all (the kernel's
+    copy included) ÷ stream time: what the client side cost, next to what the target made it
+    wait (NaN for runs before schema 3, which did not record it).
     """
     df = _frame(run)
     df = df[df["stream_ms"].notna() & (df["stream_ms"] > 0)] if len(df) else df
@@ -619,11 +621,15 @@ def backpressure(run: Run | pd.DataFrame) -> pd.Series:
     pct = _percentiles(frac, (50, 90, 99))
     stall = float(df["stall_ms"].sum())
     stream = float(df["stream_ms"].sum())
+    writes = _float(df["write_ms"]) if "write_ms" in df else np.array([])
+    write = float(writes.sum()) if writes.size and not np.isnan(writes).any() else math.nan
     out = {
         "batches": len(df),
         "stall_ms": stall,
         "stream_ms": stream,
         "stalled_share": _ratio(stall, stream),
+        "write_ms": write,
+        "write_share": _ratio(write, stream),
         "stall_fraction_mean": float(np.nanmean(frac)) if frac.size else math.nan,
         **{f"stall_fraction_{k}": v for k, v in pct.items()},
         "max_stall_ms": float(df["max_stall_ms"].max()) if len(df) else math.nan,
@@ -686,7 +692,8 @@ def chunk_timeline(run: Run) -> pd.DataFrame:
     (``keep_chunk_timings``: ``chunks.jsonl``, or ``chunks.parquet``); :class:`RecordsError`
     when it did not.
 
-    Columns: :data:`loadkit.records.CHUNK_FIELDS` (``write_ms`` is the chunk's stall) plus
+    Columns: :data:`loadkit.records.CHUNK_FIELDS` (``stall_ms`` is the chunk's stall, ``write_ms``
+    its whole write) plus
     ``time`` (UTC) and ``elapsed_s`` (seconds since the run's first batch start, else since
     the first chunk). A torn last line of a killed run is skipped.
     """

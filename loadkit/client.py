@@ -23,9 +23,13 @@ per chunk). Headers: ``Authorization: Bearer``, ``trigger-version``, ``x-trigger
 ``x-trigger-source: loadkit``, ``x-trigger-realtime-streams-version: v2``.
 
 **Backpressure**: the body generator notes when it hands a chunk to the transport and when
-the transport asks for the next one; the difference is the time the write took to be
-accepted (the chunk's *stall*). Summed, as a fraction of the stream duration, and the largest
-single one are recorded per attempt (optionally every chunk, ``keep_chunk_timings=True``).
+the transport asks for the next one: the chunk's *write*. The client's sockets write
+non-blocking (:mod:`loadkit.transport`), so the part of each write spent waiting for a full
+send buffer to drain, i.e. for the target to read, is measured apart from the cost of the
+write itself (framing, the kernel's copy: ~6 % of stream time on loopback): that wait is
+the chunk's *stall*. Summed, as a fraction of the stream duration, and the largest single
+one are recorded per attempt, next to the total write time (optionally every chunk,
+``keep_chunk_timings=True``). A target that keeps up shows a stall of zero.
 ``send_buffer_bytes`` sets ``SO_SNDBUF`` on the client socket. Why: the kernel's send buffer
 (autotuned up to MiBs) and the server's receive buffer absorb a whole small batch, so the
 writer never blocks and a slow server shows up only as a long response tail, not as stall.
@@ -110,6 +114,7 @@ from loadkit.errors import (
 from loadkit.generators import GeneratedBatch
 from loadkit.result import Attempt, BatchResult, ChunkTimings, Violation
 from loadkit.retry import RetryPolicy
+from loadkit.transport import MeteredTransport, WriteMeter
 
 __all__ = [
     "CONNECT_TIMEOUT",
@@ -183,29 +188,39 @@ class _CreateTrack:
 
 
 class _TimedBody:
-    """The request body: yields the chunks and times how long each write took.
+    """The request body: yields the chunks and times each one's write.
 
+    A chunk's write lasts from handing it to the transport (the yield) until the transport
+    asks for the next one: ``write`` (framing, the kernel's copy, any wait). Its *stall* is
+    the part the socket made it wait for the target (``meter``: :mod:`loadkit.transport`);
+    when the write did not go through the metered socket (a transport given by the caller,
+    a proxy mount), nothing tells the wait from the copy and the stall is the whole write.
     ``lines`` is the known number of lines in the whole body (None: count them per chunk,
     which costs ~20 µs per 64 KiB chunk, so ``send`` passes the count it knows).
     """
 
-    __slots__ = ("_gen", "bytes", "chunks", "counted", "done", "lines", "max_stall", "n",
-                 "pending_since", "stall", "t0", "t_last", "timings")
+    __slots__ = ("_gen", "bytes", "chunks", "counted", "done", "lines", "max_stall", "meter",
+                 "n", "pending_blocked", "pending_since", "pending_writes", "stall", "t0",
+                 "t_last", "timings", "write")
 
     def __init__(self, chunks: Iterable[bytes], timings: ChunkTimings | None,
-                 lines: int | None) -> None:
+                 lines: int | None, meter: WriteMeter | None) -> None:
         self.chunks = chunks
         self.timings = timings
         self.lines = lines
+        self.meter = meter
         self.counted = 0
         self.bytes = 0
         self.n = 0
         self.stall = 0.0
         self.max_stall = 0.0
+        self.write = 0.0
         self.done = False
         self.t0 = time.perf_counter()
         self.t_last: float | None = None
         self.pending_since: float | None = None
+        self.pending_blocked = 0.0
+        self.pending_writes = 0
         self._gen = self._run()
 
     def __iter__(self) -> Iterator[bytes]:
@@ -214,28 +229,52 @@ class _TimedBody:
     def close(self) -> None:
         self._gen.close()
 
+    def _stalled(self, elapsed: float) -> float:
+        """The pending write's stall, ``elapsed`` seconds after it was handed over."""
+        meter = self.meter
+        if meter is None or meter.writes == self.pending_writes:
+            return elapsed
+        return meter.blocked - self.pending_blocked
+
+    def end_pending(self, t_end: float) -> None:
+        """Count the write that was still pending when the request failed at ``t_end``."""
+        if self.pending_since is not None:
+            elapsed = t_end - self.pending_since
+            stalled = self._stalled(elapsed)
+            self.write += elapsed
+            self.stall += stalled
+            self.max_stall = max(self.max_stall, stalled)
+            self.pending_since = None
+
     def _run(self) -> Iterator[bytes]:
         perf = time.perf_counter
         timings = self.timings
+        meter = self.meter
         count = self.lines is None
         for chunk in self.chunks:
             size = len(chunk)
             if not size:
                 continue
+            if meter is not None:
+                self.pending_blocked = meter.blocked
+                self.pending_writes = meter.writes
             t = perf()
             self.pending_since = t
             yield chunk
-            dt = perf() - t
+            elapsed = perf() - t
+            stalled = self._stalled(elapsed)
             self.pending_since = None
             self.bytes += size
             self.n += 1
-            self.stall += dt
-            self.max_stall = max(self.max_stall, dt)
+            self.write += elapsed
+            self.stall += stalled
+            self.max_stall = max(self.max_stall, stalled)
             if count:
                 self.counted += chunk.count(b"\n")
             if timings is not None:
                 timings.at_ms.append((t - self.t0) * 1000.0)
-                timings.write_ms.append(dt * 1000.0)
+                timings.write_ms.append(elapsed * 1000.0)
+                timings.stall_ms.append(stalled * 1000.0)
                 timings.size.append(size)
         if count:
             self.lines = self.counted
@@ -323,11 +362,13 @@ class BatchClient:
         if isinstance(timeout, (int, float)) and not isinstance(timeout, bool):
             timeout = httpx.Timeout(float(timeout), connect=min(float(timeout), CONNECT_TIMEOUT))
         self.timeout = timeout
+        self._meter: WriteMeter | None = None
         if transport is None:
             options = None
             if send_buffer_bytes is not None:
                 options = [(socket.SOL_SOCKET, socket.SO_SNDBUF, int(send_buffer_bytes))]
-            transport = httpx.HTTPTransport(retries=0, socket_options=options)
+            self._meter = WriteMeter()
+            transport = MeteredTransport(self._meter, socket_options=options)
         headers = {
             wire.Header.TRIGGER_VERSION: trigger_version,
             wire.Header.API_VERSION: wire.API_VERSION,
@@ -492,7 +533,7 @@ class BatchClient:
     def _stream_once(self, batch_id: str, chunks: Iterable[bytes], attempt: Attempt,
                      lines: int | None, regenerate: Callable[[], Iterable[bytes]] | None) -> None:
         timings = ChunkTimings() if self.keep_chunk_timings else None
-        body = _TimedBody(chunks, timings, lines)
+        body = _TimedBody(chunks, timings, lines, self._meter)
         path = wire.stream_path(batch_id)
         t_head: float | None = None
         attempt.started_at = time.time()
@@ -507,10 +548,8 @@ class BatchClient:
         except (httpx.HTTPError, httpx.InvalidURL) as exc:
             t_end = time.perf_counter()
             body.close()
-            if isinstance(exc, httpx.TimeoutException) and body.pending_since is not None:
-                stalled = t_end - body.pending_since  # the write that never got accepted
-                body.stall += stalled
-                body.max_stall = max(body.max_stall, stalled)
+            if isinstance(exc, httpx.TimeoutException):
+                body.end_pending(t_end)  # the write that never got accepted
             error = self._transport_error(exc, path, sent=body.bytes)
             attempt.error = error
             attempt.reason = (
@@ -531,6 +570,7 @@ class BatchClient:
         attempt.bytes = body.bytes
         attempt.chunks = body.n
         attempt.stall_ms = body.stall * 1000.0
+        attempt.write_ms = body.write * 1000.0
         attempt.max_stall_ms = body.max_stall * 1000.0
         attempt.body_done = body.done
         attempt.timings = timings

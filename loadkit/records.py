@@ -56,8 +56,9 @@ __all__ = [
     "write_run_meta",
 ]
 
-SCHEMA_VERSION = 2
-"""2 added ``tasks``; version-1 runs load with it empty."""
+SCHEMA_VERSION = 3
+"""2 added ``tasks``, 3 ``write_ms`` (and the chunks' ``stall_ms``); older runs load with them
+empty."""
 
 OUTCOMES = ("sealed", "cached", "not_sealed", "failed", "dropped")
 """``sealed``: the batch sealed (first try or after retries); ``cached``: the create was an
@@ -137,7 +138,8 @@ class BatchRecord:
     """Retrieve-after-seal check: True passed, False failed, None not done."""
     # backpressure and rates
     stall_ms: float
-    """Time the body writer was blocked handing chunks to the transport, all attempts."""
+    """Time the body's writes waited on the target (the socket's send buffer full), all
+    attempts: backpressure. The cost of writing itself is in ``write_ms``."""
     stall_fraction: float
     """stall_ms ÷ stream_ms."""
     max_stall_ms: float
@@ -153,6 +155,10 @@ class BatchRecord:
     # added in schema version 2
     tasks: str | None = None
     """Items per task identifier, ``name:count`` joined by commas in name order."""
+    # added in schema version 3
+    write_ms: float | None = None
+    """Time the body's writes took in all attempts: framing, the kernel's copy and any wait
+    (``stall_ms`` is the wait)."""
 
     def as_dict(self) -> dict[str, Any]:
         return {name: getattr(self, name) for name in FIELD_NAMES}
@@ -207,12 +213,13 @@ RECORDS_PARQUET = "records.parquet"
 CHUNKS_JSONL = "chunks.jsonl"
 CHUNK_FIELDS: tuple[str, ...] = (
     "run_id", "worker_id", "user_id", "seq", "batch_id", "attempt", "chunk", "at",
-    "offset_ms", "offset_bytes", "bytes", "write_ms",
+    "offset_ms", "offset_bytes", "bytes", "write_ms", "stall_ms",
 )
 """Columns of ``chunks.jsonl``: which batch and stream attempt (1 = first), the chunk's
 number in that attempt (0-based), ``at`` (epoch seconds it was handed to the transport),
 ``offset_ms`` (ms from the attempt's start), ``offset_bytes`` (body bytes before it),
-``bytes`` (its size) and ``write_ms`` (how long its write took to be accepted: its stall)."""
+``bytes`` (its size), ``write_ms`` (how long its write took to be accepted) and ``stall_ms``
+(how much of that it waited on the target: its stall; empty in runs before schema 3)."""
 
 
 def _fsync_dir(path: Path) -> None:

@@ -11,9 +11,11 @@ Definitions (all measured with ``time.perf_counter()``):
 
 - **stream duration** of an attempt: from just before the request is started to the end of
   reading the answer (or the failure);
-- **stall** of a chunk: from handing the chunk to the transport (the body iterator yields it)
-  to the transport asking for the next one, i.e. how long the write took to be accepted;
-  a growing stall is backpressure (the server stopped reading, the TCP window filled);
+- **write** of a chunk: from handing the chunk to the transport (the body iterator yields it)
+  to the transport asking for the next one (framing, the kernel's copy, any wait);
+- **stall** of a chunk: the part of its write spent waiting because the socket's send buffer
+  was full, i.e. the target was not reading as fast as the client wrote: backpressure
+  (:mod:`loadkit.transport`; with a caller's own transport it is the whole write);
 - **response tail**: from the last body byte accepted by the transport to the response
   headers (the server's ingest tail and seal);
 - **send rate**: bytes (lines) sent ÷ the summed stream durations of all attempts.
@@ -60,15 +62,17 @@ class ChunkTimings:
     """Per-chunk write timings of one attempt, in compact arrays (8 bytes a number).
 
     ``at_ms[i]``: when chunk ``i`` was handed over, ms since the attempt started;
-    ``write_ms[i]``: how long its write took to be accepted (its stall);
+    ``write_ms[i]``: how long its write took to be accepted;
+    ``stall_ms[i]``: how much of that it waited on the target (its stall);
     ``size[i]``: its bytes.
     """
 
-    __slots__ = ("at_ms", "size", "write_ms")
+    __slots__ = ("at_ms", "size", "stall_ms", "write_ms")
 
     def __init__(self) -> None:
         self.at_ms = array("d")
         self.write_ms = array("d")
+        self.stall_ms = array("d")
         self.size = array("q")
 
     def __len__(self) -> int:
@@ -76,7 +80,7 @@ class ChunkTimings:
 
     def as_dict(self) -> dict[str, list[float] | list[int]]:
         return {"at_ms": self.at_ms.tolist(), "write_ms": self.write_ms.tolist(),
-                "size": self.size.tolist()}
+                "stall_ms": self.stall_ms.tolist(), "size": self.size.tolist()}
 
 
 @dataclass(slots=True)
@@ -98,7 +102,10 @@ class Attempt:
     lines: int = 0
     chunks: int = 0
     stall_ms: float = 0.0
+    """Time the body's writes waited on the target (the chunks' stalls, summed)."""
     max_stall_ms: float = 0.0
+    write_ms: float = 0.0
+    """Time the body's writes took in all (stall included)."""
     body_done: bool = False
     """The whole body was handed to the transport."""
     response_tail_ms: float | None = None
@@ -129,7 +136,8 @@ class Attempt:
             "delay_ms": self.delay_ms, "duration_ms": self.duration_ms, "bytes": self.bytes,
             "lines": self.lines, "chunks": self.chunks, "stall_ms": self.stall_ms,
             "stall_fraction": self.stall_fraction, "max_stall_ms": self.max_stall_ms,
-            "body_done": self.body_done, "response_tail_ms": self.response_tail_ms,
+            "write_ms": self.write_ms, "body_done": self.body_done,
+            "response_tail_ms": self.response_tail_ms,
             "status": self.status, "answer": self.answer, "reason": self.reason,
             "error": None if self.error is None else str(self.error),
             "error_kind": None if self.error is None else self.error.kind,
@@ -213,6 +221,10 @@ class BatchResult:
         return max((a.max_stall_ms for a in self.attempts), default=0.0)
 
     @property
+    def write_ms(self) -> float:
+        return sum(a.write_ms for a in self.attempts)
+
+    @property
     def send_bytes_per_s(self) -> float | None:
         stream = self.stream_ms
         return self.bytes_sent / (stream / 1000.0) if stream else None
@@ -287,13 +299,14 @@ class BatchResult:
             if t is None:
                 continue
             offset = 0
-            for k, (at_ms, write_ms, size) in enumerate(zip(t.at_ms, t.write_ms, t.size,
-                                                             strict=True)):
+            for k, (at_ms, write_ms, stall_ms, size) in enumerate(
+                    zip(t.at_ms, t.write_ms, t.stall_ms, t.size, strict=True)):
                 rows.append({
                     "run_id": run_id, "worker_id": worker_id, "user_id": user_id,
                     "seq": self.seq, "batch_id": self.batch_id, "attempt": a.number,
                     "chunk": k, "at": a.started_at + at_ms / 1000.0, "offset_ms": at_ms,
                     "offset_bytes": offset, "bytes": size, "write_ms": write_ms,
+                    "stall_ms": stall_ms,
                 })
                 offset += size
         return rows
@@ -363,6 +376,7 @@ class BatchResult:
             rate_limited=self.rate_limited,
             ratelimit_reset_unit=self.ratelimit_reset_unit,
             tasks=self.tasks or None,
+            write_ms=self.write_ms,
         )
 
     def as_dict(self, chunk_timings: bool = False) -> dict[str, Any]:
@@ -380,7 +394,8 @@ class BatchResult:
             "items_accepted": self.items_accepted,
             "items_deduplicated": self.items_deduplicated,
             "stall_ms": self.stall_ms, "stall_fraction": self.stall_fraction,
-            "max_stall_ms": self.max_stall_ms, "send_bytes_per_s": self.send_bytes_per_s,
+            "max_stall_ms": self.max_stall_ms, "write_ms": self.write_ms,
+            "send_bytes_per_s": self.send_bytes_per_s,
             "send_items_per_s": self.send_items_per_s,
             "response_tail_ms": self.response_tail_ms,
             "rate_limit_wait_ms": self.rate_limit_wait_ms, "rate_limited": self.rate_limited,

@@ -199,7 +199,7 @@ def test_lying_server_is_caught_by_verify(wrong_server, make_client):
 
 
 def test_backpressure_visible_when_enqueue_is_slow(make_server, make_client):
-    """A slow enqueue makes writes block (high stall fraction); a fast server barely stalls."""
+    """A slow enqueue makes writes wait (high stall fraction); a fast server, none at all."""
     slow = make_server(enqueue_delay=0.001, max_items=8000)
     big = BatchSpec.parse(items="8000", payload_bytes="1000", max_items="8000").batch(0)
     result = make_client(slow.url, send_buffer_bytes=65536, keep_chunk_timings=True).send(big)
@@ -212,8 +212,8 @@ def test_backpressure_visible_when_enqueue_is_slow(make_server, make_client):
     client.send(small)  # warm the connection
     quick = client.send(BatchSpec.parse(items="1000", payload_bytes="1000").batch(1))
     assert quick.ok
-    assert quick.stall_fraction < 0.4
-    assert quick.stall_ms < result.stall_ms / 20
+    assert quick.stall_fraction < 0.01  # the writes cost time, but none waited
+    assert quick.write_ms > quick.stall_ms
 
 
 def test_reported_send_rate_matches_server_ingest_rate(make_server, make_client):

@@ -99,7 +99,7 @@ def test_cached_replay_skips_streaming(server, make_client):
 
 
 def test_chunk_timings_sum_to_stall(server, make_client):
-    """keep_chunk_timings keeps one write time per chunk; they add up to the stall."""
+    """keep_chunk_timings keeps each chunk's write and stall; they add up to the attempt's."""
     batch = BatchSpec.parse(items="2000", payload_bytes="300", max_items="5000").batch(1)
     result = make_client(server.url, keep_chunk_timings=True).send(batch)
     (attempt,) = result.attempts
@@ -107,7 +107,9 @@ def test_chunk_timings_sum_to_stall(server, make_client):
     assert timings is not None
     assert len(timings) == attempt.chunks == len(list(batch.chunks()))
     assert sum(timings.size) == attempt.bytes
-    assert sum(timings.write_ms) == pytest.approx(attempt.stall_ms)
+    assert sum(timings.write_ms) == pytest.approx(attempt.write_ms)
+    assert sum(timings.stall_ms) == pytest.approx(attempt.stall_ms)
+    assert all(0 <= s <= w for s, w in zip(timings.stall_ms, timings.write_ms, strict=True))
     assert list(timings.at_ms) == sorted(timings.at_ms)
     assert len(result.as_dict(chunk_timings=True)["attempts"][0]["timings"]["size"]) == len(timings)
     assert make_client(server.url).send(batch).attempts[0].timings is None

@@ -1,0 +1,109 @@
+"""The metered socket seam: a write's wait on a full send buffer is counted apart from its cost."""
+
+from __future__ import annotations
+
+import socket
+import threading
+import time
+from collections.abc import Iterator
+
+import httpcore
+import pytest
+
+from loadkit import BatchClient, BatchSpec
+from loadkit.transport import MeteredBackend, MeteredTransport, WriteMeter
+
+from .conftest import KEY
+
+SNDBUF = [(socket.SOL_SOCKET, socket.SO_SNDBUF, 65536)]
+BODY = b"x" * (8 * 2**20)
+
+
+class Peer:
+    """A loopback TCP peer that accepts one connection and reads only once told to."""
+
+    def __init__(self) -> None:
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.port = self.listener.getsockname()[1]
+        self.read_from = threading.Event()
+        self.received = 0
+        self._thread = threading.Thread(target=self._serve, daemon=True)
+        self._thread.start()
+
+    def _serve(self) -> None:
+        conn, _ = self.listener.accept()
+        with conn:
+            self.read_from.wait(30)
+            while data := conn.recv(1 << 20):
+                self.received += len(data)
+
+    def close(self) -> None:
+        self.read_from.set()
+        self.listener.close()
+        self._thread.join(10)
+
+
+@pytest.fixture
+def peer() -> Iterator[Peer]:
+    p = Peer()
+    yield p
+    p.close()
+
+
+def test_a_reading_peer_makes_writes_that_never_wait(peer):
+    """8 MB to a peer that reads at once: every byte written, no wait counted."""
+    peer.read_from.set()
+    meter = WriteMeter()
+    stream = MeteredBackend(meter).connect_tcp("127.0.0.1", peer.port, timeout=5)
+    for k in range(0, len(BODY), 65536):
+        stream.write(BODY[k:k + 65536], timeout=5)
+    stream.close()
+    assert meter.writes == len(BODY) // 65536
+    assert meter.blocked < 0.05
+
+
+def test_a_peer_that_stops_reading_is_counted_as_the_wait(peer):
+    """A peer that reads only after 0.3 s: the write waits ~0.3 s, and that is the meter's."""
+    meter = WriteMeter()
+    stream = MeteredBackend(meter).connect_tcp("127.0.0.1", peer.port, timeout=5,
+                                               socket_options=SNDBUF)
+    threading.Timer(0.3, peer.read_from.set).start()
+    t = time.perf_counter()
+    stream.write(BODY, timeout=5)
+    elapsed = time.perf_counter() - t
+    stream.close()
+    assert meter.waits >= 1
+    assert 0.25 <= meter.blocked <= elapsed
+    assert elapsed - meter.blocked < 0.2  # the rest is the copy, not the wait
+
+
+def test_a_write_that_waits_past_its_timeout_raises_write_timeout(peer):
+    """A peer that never reads: the write raises httpcore.WriteTimeout after its timeout."""
+    meter = WriteMeter()
+    stream = MeteredBackend(meter).connect_tcp("127.0.0.1", peer.port, timeout=5,
+                                               socket_options=SNDBUF)
+    with pytest.raises(httpcore.WriteTimeout):
+        stream.write(BODY, timeout=0.2)
+    stream.close()
+    assert 0.19 <= meter.blocked < 1.0
+
+
+def test_a_client_timed_out_on_a_silent_peer_records_the_wait_as_stall(peer):
+    """A target that takes the request but never reads: attempt times out, its stall ≈ timeout."""
+    batch = BatchSpec.parse(items="5000", payload_bytes="2000", max_items="5000").batch(0)
+    with BatchClient(f"http://127.0.0.1:{peer.port}", KEY, timeout=0.5,
+                     send_buffer_bytes=65536) as client:
+        attempt = client.stream_items(f"batch_{'a' * 21}", batch.chunks(), lines=batch.run_count)
+    assert attempt.reason == "timeout"
+    assert 450 <= attempt.stall_ms <= attempt.write_ms <= attempt.duration_ms
+
+
+def test_the_client_writes_through_the_metered_pool():
+    """BatchClient's default transport is metered (guards httpx's private pool slot)."""
+    meter = WriteMeter()
+    transport = MeteredTransport(meter, socket_options=SNDBUF)
+    pool = transport._pool
+    assert isinstance(pool, httpcore.ConnectionPool)
+    assert isinstance(pool._network_backend, MeteredBackend)
+    assert pool._network_backend.meter is meter
+    transport.close()
