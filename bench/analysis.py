@@ -119,6 +119,7 @@ def synthetic(n: int, seed: int = 1) -> pa.Table:
         "rate_limited": limited,
         "ratelimit_reset_unit": nullable(np.full(n, "s"), limited == 0, pa.string()),
         "tasks": pa.array(np.char.add("loadkit-task:", run_count.astype(str)), pa.string()),
+        "write_ms": np.nan_to_num(stream * np.maximum(stall_frac, 0.05)),
     }
     arrays = [pa.array(cols[f.name], f.type) if not isinstance(cols[f.name], pa.Array)
               else cols[f.name] for f in ARROW_SCHEMA]

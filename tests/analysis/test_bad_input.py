@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -120,7 +121,7 @@ def test_older_schema_version_jsonl(make_run, records_a, meta_for):
     path = run_dir / "records.jsonl"
     rows = [json.loads(line) for line in path.read_text().splitlines()]
     for r in rows:
-        del r["stall_ms"], r["verified"], r["ratelimit_reset_unit"]
+        del r["stall_ms"], r["verified"], r["ratelimit_reset_unit"], r["write_ms"]
     path.write_text("".join(json.dumps(r) + "\n" for r in rows))
     with pytest.warns(UserWarning, match="schema version") as caught:
         run = load_run(run_dir)
@@ -130,6 +131,7 @@ def test_older_schema_version_jsonl(make_run, records_a, meta_for):
     assert run.batches["stall_ms"].isna().all()
     assert run.summary()["items"] == 639
     assert run.backpressure()["stall_ms"] == 0
+    assert math.isnan(run.backpressure()["write_share"])  # not recorded before schema 3
     assert run.rate_limiting()["reset_unit_s"] == 0
 
 

@@ -61,6 +61,7 @@ def test_chunk_rows_one_per_chunk_with_offsets():
         for k, size in enumerate(sizes):
             timings.at_ms.append(10.0 * k)
             timings.write_ms.append(1.5 * k)
+            timings.stall_ms.append(1.0 * k)
             timings.size.append(size)
         result.attempts.append(Attempt(number=number, sent="first", started_at=T0 + number,
                                        timings=timings))
@@ -70,4 +71,5 @@ def test_chunk_rows_one_per_chunk_with_offsets():
         (1, 0, 0, 100), (1, 1, 100, 50), (2, 0, 0, 30)]
     assert rows[1]["at"] == pytest.approx(T0 + 1 + 0.01)
     assert rows[1]["write_ms"] == 1.5
+    assert rows[1]["stall_ms"] == 1.0
     assert all(tuple(r) == CHUNK_FIELDS for r in rows)
