@@ -57,6 +57,12 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def processes(n: int) -> tuple[str, ...]:
+    """``--processes n`` on a free port, not locust's default 5557 (two suites can run)."""
+    port = str(free_port())
+    return ("--processes", str(n), "--master-bind-port", port, "--master-port", port)
+
+
 def locust_argv(*args: str) -> list[str]:
     return [LOCUST, "-f", str(LOCUSTFILE), *args]
 

@@ -15,7 +15,7 @@ import pytest
 
 from loadkit.records import RECORDS_JSONL, RECORDS_PARQUET, read_records, read_run_meta
 from loadkit.server import ReferenceServer
-from tests.locust.conftest import clean_env, locust_argv, master_and_workers
+from tests.locust.conftest import clean_env, locust_argv, master_and_workers, processes
 
 pytestmark = pytest.mark.slow
 
@@ -200,7 +200,7 @@ def test_sigkill_leaves_readable_records(tmp_path):
 
 
 def test_processes_2_records_all_at_the_master(run_locust, tmp_path):
-    run = run_locust("--headless", "-u", "4", "-r", "4", "-t", "4s", "--processes", "2",
+    run = run_locust("--headless", "-u", "4", "-r", "4", "-t", "4s", *processes(2),
                      *SMALL, "--json-file", "stats")
     assert run.returncode == 0, run.output[-3000:]
     table = read_records(run.run_dir)
