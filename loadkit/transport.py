@@ -14,7 +14,9 @@ each send takes what the kernel accepts at once; when it accepts nothing
 alone is added to :attr:`WriteMeter.blocked`. The client reads the meter around each chunk:
 the difference is the chunk's stall. Same semantics as a blocking send with the same
 timeout (a wait longer than the write timeout raises ``WriteTimeout``), over plain TCP and
-TLS alike. Under locust, gevent patches ``select.poll`` and the wait yields to other users.
+TLS alike (TLS inside TLS, through an https proxy, is left unmetered: the client then counts
+each whole write as stall, as it does with a transport of the caller's own). Under locust,
+gevent patches ``select.poll`` and the wait yields to other users.
 
 httpx has no public parameter for httpcore's network backend, so :class:`MeteredTransport`
 builds its own ``httpcore.ConnectionPool`` (same settings as ``httpx.HTTPTransport``'s) with
@@ -51,12 +53,21 @@ class WriteMeter:
         """Times a write found the socket full and waited."""
 
 
-def _wait(sock: Any, events: int, timeout: float | None) -> bool:
-    """Wait until ``sock`` is ready for ``events`` (``select.poll`` looked up now, so that
-    gevent's patched one is used under locust); False on timeout."""
-    poller = select.poll()
-    poller.register(sock, events)
-    return bool(poller.poll(None if timeout is None else max(timeout, 0.0) * 1000.0))
+def _wait(sock: Any, readable: bool, timeout: float | None) -> bool:
+    """Wait until ``sock`` is writable (readable: TLS wants to read first); False on timeout.
+
+    ``select`` is looked up at call time, so that gevent's patched one is used under locust.
+    ``poll`` has no limit on descriptor numbers; ``select`` is the fallback where there is no
+    ``poll`` (Windows).
+    """
+    if timeout is not None:
+        timeout = max(timeout, 0.0)
+    if hasattr(select, "poll"):
+        poller = select.poll()
+        poller.register(sock, select.POLLIN if readable else select.POLLOUT)
+        return bool(poller.poll(None if timeout is None else timeout * 1000.0))
+    waiting = ([sock], [], []) if readable else ([], [sock], [])
+    return any(select.select(*waiting, timeout))
 
 
 class _MeteredStream(httpcore.NetworkStream):
@@ -84,12 +95,10 @@ class _MeteredStream(httpcore.NetworkStream):
                 try:
                     sent = sock.send(view)
                 except (BlockingIOError, ssl.SSLWantWriteError, ssl.SSLWantReadError) as exc:
-                    events = select.POLLIN if isinstance(exc, ssl.SSLWantReadError) else \
-                        select.POLLOUT
                     meter.waits += 1
                     t = perf()
                     try:
-                        ready = _wait(sock, events, timeout)
+                        ready = _wait(sock, isinstance(exc, ssl.SSLWantReadError), timeout)
                     finally:
                         meter.blocked += perf() - t
                     if not ready:
@@ -106,8 +115,10 @@ class _MeteredStream(httpcore.NetworkStream):
 
     def start_tls(self, ssl_context: ssl.SSLContext, server_hostname: str | None = None,
                   timeout: float | None = None) -> httpcore.NetworkStream:
-        return _MeteredStream(self._inner.start_tls(ssl_context, server_hostname, timeout),
-                              self._meter)
+        tls = self._inner.start_tls(ssl_context, server_hostname, timeout)
+        if self._inner.get_extra_info("ssl_object") is not None:
+            return tls  # TLS inside TLS (an https proxy): its socket is not the one to write
+        return _MeteredStream(tls, self._meter)
 
     def get_extra_info(self, info: str) -> Any:
         return self._inner.get_extra_info(info)

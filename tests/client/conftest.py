@@ -136,15 +136,17 @@ async def _answer(send: Any, status: int, body: Any) -> None:
 
 
 class ThreadedASGI:
-    """Serve an ASGI app with uvicorn in a background thread on a free loopback port."""
+    """Serve an ASGI app with uvicorn in a background thread on a free loopback port (over
+    TLS when given ``ssl_keyfile``/``ssl_certfile``)."""
 
-    def __init__(self, app: Any) -> None:
+    def __init__(self, app: Any, **tls: str) -> None:
         self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         self.sock.bind(("127.0.0.1", 0))
-        self.url = f"http://127.0.0.1:{self.sock.getsockname()[1]}"
+        scheme = "https" if tls else "http"
+        self.url = f"{scheme}://127.0.0.1:{self.sock.getsockname()[1]}"
         config = uvicorn.Config(app, log_level="warning", lifespan="off", access_log=False,
-                                ws="none", loop="asyncio", http="h11")
+                                ws="none", loop="asyncio", http="h11", **tls)
         self.server = uvicorn.Server(config)
         self.thread = threading.Thread(target=self._run, daemon=True)
 

@@ -3,17 +3,21 @@
 from __future__ import annotations
 
 import socket
+import ssl
 import threading
 import time
 from collections.abc import Iterator
 
 import httpcore
 import pytest
+import trustme
 
-from loadkit import BatchClient, BatchSpec
+from loadkit import BatchClient, BatchSpec, transport
+from loadkit.server.app import ReferenceApp
+from loadkit.server.config import ServerConfig
 from loadkit.transport import MeteredBackend, MeteredTransport, WriteMeter
 
-from .conftest import KEY
+from .conftest import KEY, ThreadedASGI
 
 SNDBUF = [(socket.SOL_SOCKET, socket.SO_SNDBUF, 65536)]
 BODY = b"x" * (8 * 2**20)
@@ -107,3 +111,35 @@ def test_the_client_writes_through_the_metered_pool():
     assert isinstance(pool._network_backend, MeteredBackend)
     assert pool._network_backend.meter is meter
     transport.close()
+
+
+def test_https_writes_are_metered_too(tmp_path, monkeypatch):
+    """Over TLS batches seal intact; a target that keeps up: no wait; a slow one: mostly wait."""
+    ca = trustme.CA()
+    cert = ca.issue_cert("127.0.0.1")
+    key, chain = tmp_path / "key.pem", tmp_path / "cert.pem"
+    cert.private_key_pem.write_to_path(str(key))
+    cert.cert_chain_pems[0].write_to_path(str(chain))
+    trusting = ssl.create_default_context()
+    ca.configure_trust(trusting)
+    monkeypatch.setattr(transport, "_SSL_CONTEXT", trusting)
+    tls = {"ssl_keyfile": str(key), "ssl_certfile": str(chain)}
+    small = BatchSpec.parse(items="1000", payload_bytes="256").batch(0)
+    with ThreadedASGI(ReferenceApp(ServerConfig()), **tls) as srv, \
+            BatchClient(srv.url, KEY) as client:
+        assert srv.url.startswith("https://")
+        fast = client.send(small)
+    assert fast.outcome == "sealed"
+    assert not fast.violations
+    assert fast.stall_ms < 0.01 * fast.stream_ms
+    assert fast.write_ms > fast.stall_ms
+    slow_app = ReferenceApp(ServerConfig(enqueue_delay=0.01, ingest_concurrency=8,
+                                         max_items=2000))
+    big = BatchSpec.parse(items="2000", payload_bytes="2000", max_items="2000").batch(1)
+    with ThreadedASGI(slow_app, **tls) as srv, \
+            BatchClient(srv.url, KEY, send_buffer_bytes=65536) as client:
+        slow = client.send(big)
+    assert slow.outcome == "sealed"
+    assert not slow.violations
+    assert slow.stall_fraction > 0.2, (slow.stall_ms, slow.write_ms, slow.stream_ms)
+    assert slow.stall_ms > 0.9 * slow.write_ms  # its writes spent their time waiting
