@@ -288,9 +288,15 @@ def load_run(path: str | Path) -> Run:
     version = _schema_version(meta, parquet if source == RECORDS_PARQUET else None)
     if version is not None and version != SCHEMA_VERSION:
         relation = "older" if version < SCHEMA_VERSION else "newer"
+        whole_writes = (" Before schema 3, stall_ms held whole write times (the cost of "
+                        "writing included; now stall is only the wait on the target): they "
+                        "fill write_ms too, compare them with newer runs' write_ms."
+                        if version < 3 else "")
         _note(notes, f"{run_dir}: records use schema version {version}, {relation} than "
-                     f"this loadkit's {SCHEMA_VERSION}; loaded best-effort")
+                     f"this loadkit's {SCHEMA_VERSION}; loaded best-effort.{whole_writes}")
     batches = _to_frame(table, notes, str(run_dir))
+    if version is not None and version < 3 and len(batches) and batches["write_ms"].isna().all():
+        batches["write_ms"] = batches["stall_ms"]
     if len(batches) == 0 and source != "none":
         _note(notes, f"{run_dir}: the run has no batch records (it ended before any batch "
                      "finished)")

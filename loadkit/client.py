@@ -193,15 +193,16 @@ class _TimedBody:
     A chunk's write lasts from handing it to the transport (the yield) until the transport
     asks for the next one: ``write`` (framing, the kernel's copy, any wait). Its *stall* is
     the part the socket made it wait for the target (``meter``: :mod:`loadkit.transport`);
-    when the write did not go through the metered socket (a transport given by the caller,
-    a proxy mount), nothing tells the wait from the copy and the stall is the whole write.
+    when the write did not go through the metered socket (a transport given by the caller),
+    nothing tells the wait from the copy and the stall is the whole write. The chunked
+    body's end marker is written after the last chunk; its wait is charged to that chunk.
     ``lines`` is the known number of lines in the whole body (None: count them per chunk,
     which costs ~20 µs per 64 KiB chunk, so ``send`` passes the count it knows).
     """
 
-    __slots__ = ("_gen", "bytes", "chunks", "counted", "done", "lines", "max_stall", "meter",
-                 "n", "pending_blocked", "pending_since", "pending_writes", "stall", "t0",
-                 "t_last", "timings", "write")
+    __slots__ = ("_gen", "bytes", "chunks", "counted", "done", "last_stall", "lines",
+                 "max_stall", "meter", "n", "pending_blocked", "pending_since", "pending_writes",
+                 "stall", "t0", "t_last", "timings", "write")
 
     def __init__(self, chunks: Iterable[bytes], timings: ChunkTimings | None,
                  lines: int | None, meter: WriteMeter | None) -> None:
@@ -214,6 +215,7 @@ class _TimedBody:
         self.n = 0
         self.stall = 0.0
         self.max_stall = 0.0
+        self.last_stall = 0.0
         self.write = 0.0
         self.done = False
         self.t0 = time.perf_counter()
@@ -246,6 +248,24 @@ class _TimedBody:
             self.max_stall = max(self.max_stall, stalled)
             self.pending_since = None
 
+    def end_body(self) -> None:
+        """Once the request is over: count the wait of the body's end marker, if any."""
+        meter = self.meter
+        if meter is None or not self.done:
+            return
+        extra = meter.blocked - self.pending_blocked
+        if extra <= 0.0:
+            return
+        self.pending_blocked = meter.blocked
+        self.stall += extra
+        self.write += extra
+        self.last_stall += extra
+        self.max_stall = max(self.max_stall, self.last_stall)
+        timings = self.timings
+        if timings is not None and len(timings):
+            timings.stall_ms[-1] += extra * 1000.0
+            timings.write_ms[-1] += extra * 1000.0
+
     def _run(self) -> Iterator[bytes]:
         perf = time.perf_counter
         timings = self.timings
@@ -268,6 +288,7 @@ class _TimedBody:
             self.n += 1
             self.write += elapsed
             self.stall += stalled
+            self.last_stall = stalled
             self.max_stall = max(self.max_stall, stalled)
             if count:
                 self.counted += chunk.count(b"\n")
@@ -278,6 +299,8 @@ class _TimedBody:
                 timings.size.append(size)
         if count:
             self.lines = self.counted
+        if meter is not None:
+            self.pending_blocked = meter.blocked
         self.t_last = perf()
         self.done = True
 
@@ -550,6 +573,7 @@ class BatchClient:
             body.close()
             if isinstance(exc, httpx.TimeoutException):
                 body.end_pending(t_end)  # the write that never got accepted
+            body.end_body()
             error = self._transport_error(exc, path, sent=body.bytes)
             attempt.error = error
             attempt.reason = (
@@ -561,6 +585,7 @@ class BatchClient:
         else:
             t_end = time.perf_counter()
             body.close()
+            body.end_body()
             status = resp.status_code
             attempt.status = status
             if body.done and body.t_last is not None:

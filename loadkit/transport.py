@@ -14,9 +14,8 @@ each send takes what the kernel accepts at once; when it accepts nothing
 alone is added to :attr:`WriteMeter.blocked`. The client reads the meter around each chunk:
 the difference is the chunk's stall. Same semantics as a blocking send with the same
 timeout (a wait longer than the write timeout raises ``WriteTimeout``), over plain TCP and
-TLS alike (TLS inside TLS, through an https proxy, is left unmetered: the client then counts
-each whole write as stall, as it does with a transport of the caller's own). Under locust,
-gevent patches ``select.poll`` and the wait yields to other users.
+TLS alike. Under locust, gevent patches ``select.poll`` and the wait yields to other users
+(the wait then also holds the hub's delay in resuming the user once the socket drains).
 
 httpx has no public parameter for httpcore's network backend, so :class:`MeteredTransport`
 builds its own ``httpcore.ConnectionPool`` (same settings as ``httpx.HTTPTransport``'s) with
@@ -25,6 +24,7 @@ builds its own ``httpcore.ConnectionPool`` (same settings as ``httpx.HTTPTranspo
 
 from __future__ import annotations
 
+import os
 import select
 import ssl
 import time
@@ -48,7 +48,7 @@ class WriteMeter:
         self.blocked = 0.0
         """Seconds writes spent waiting for the socket to take more bytes."""
         self.writes = 0
-        """Write calls made (one per body chunk, plus the request head)."""
+        """Write calls made (the request head, one per body chunk, the chunked body's end)."""
         self.waits = 0
         """Times a write found the socket full and waited."""
 
@@ -87,24 +87,31 @@ class _MeteredStream(httpcore.NetworkStream):
         meter = self._meter
         meter.writes += 1
         sock = self._sock
+        # Over TLS, write through the SSL object: it raises SSLWantWrite/ReadError when the
+        # socket is full, where gevent's SSLSocket.send (timeout 0) returns 0 and would spin.
+        ssl_object = getattr(sock, "_sslobj", None)
+        send = ssl_object.write if ssl_object is not None else sock.send
         view = memoryview(buffer)
         perf = time.perf_counter
         try:
             sock.settimeout(0.0)
             while view:
+                readable = False
                 try:
-                    sent = sock.send(view)
+                    sent = send(view)
                 except (BlockingIOError, ssl.SSLWantWriteError, ssl.SSLWantReadError) as exc:
-                    meter.waits += 1
-                    t = perf()
-                    try:
-                        ready = _wait(sock, isinstance(exc, ssl.SSLWantReadError), timeout)
-                    finally:
-                        meter.blocked += perf() - t
-                    if not ready:
-                        raise httpcore.WriteTimeout("timed out writing the request") from None
+                    sent, readable = 0, isinstance(exc, ssl.SSLWantReadError)
+                if sent:
+                    view = view[sent:]
                     continue
-                view = view[sent:]
+                meter.waits += 1
+                t = perf()
+                try:
+                    ready = _wait(sock, readable, timeout)
+                finally:
+                    meter.blocked += perf() - t
+                if not ready:
+                    raise httpcore.WriteTimeout("timed out writing the request")
         except httpcore.WriteTimeout:
             raise
         except OSError as exc:
@@ -115,10 +122,8 @@ class _MeteredStream(httpcore.NetworkStream):
 
     def start_tls(self, ssl_context: ssl.SSLContext, server_hostname: str | None = None,
                   timeout: float | None = None) -> httpcore.NetworkStream:
-        tls = self._inner.start_tls(ssl_context, server_hostname, timeout)
-        if self._inner.get_extra_info("ssl_object") is not None:
-            return tls  # TLS inside TLS (an https proxy): its socket is not the one to write
-        return _MeteredStream(tls, self._meter)
+        return _MeteredStream(self._inner.start_tls(ssl_context, server_hostname, timeout),
+                              self._meter)
 
     def get_extra_info(self, info: str) -> Any:
         return self._inner.get_extra_info(info)
@@ -152,14 +157,19 @@ class MeteredBackend(httpcore.NetworkBackend):
 
 
 _SSL_CONTEXT: ssl.SSLContext | None = None
+_SSL_CONTEXT_FOR: tuple[object, ...] = ()
 
 
 def _ssl_context() -> ssl.SSLContext:
-    """httpx's default verifying context, made once per process (each costs ~20 ms: certifi's
-    bundle is parsed); sharing one context between connections is what ``ssl`` intends."""
-    global _SSL_CONTEXT
-    if _SSL_CONTEXT is None:
-        _SSL_CONTEXT = httpx.create_ssl_context()
+    """httpx's default verifying context, shared by the clients of a process (each costs
+    ~20 ms: certifi's bundle is parsed; sharing one between connections is what ``ssl``
+    intends). Made again when what it depends on changed: ``SSL_CERT_FILE``/``SSL_CERT_DIR``
+    (httpx reads them) or ``ssl.SSLContext`` itself (gevent's patching, so that a context
+    made before locust started is not used under it)."""
+    global _SSL_CONTEXT, _SSL_CONTEXT_FOR
+    depends = (ssl.SSLContext, os.environ.get("SSL_CERT_FILE"), os.environ.get("SSL_CERT_DIR"))
+    if _SSL_CONTEXT is None or depends != _SSL_CONTEXT_FOR:
+        _SSL_CONTEXT, _SSL_CONTEXT_FOR = httpx.create_ssl_context(), depends
     return _SSL_CONTEXT
 
 

@@ -131,8 +131,24 @@ def test_older_schema_version_jsonl(make_run, records_a, meta_for):
     assert run.batches["stall_ms"].isna().all()
     assert run.summary()["items"] == 639
     assert run.backpressure()["stall_ms"] == 0
-    assert math.isnan(run.backpressure()["write_share"])  # not recorded before schema 3
+    assert math.isnan(run.backpressure()["write_share"])  # stall_ms not recorded either
     assert run.rate_limiting()["reset_unit_s"] == 0
+
+
+def test_schema_2_stall_is_read_as_whole_writes(make_run, records_a, meta_for):
+    """A schema-2 run's stall_ms (whole write times then) also fills write_ms, with a note."""
+    run_dir = make_run("v2", records_a, meta_for("run-a", schema_version=2))
+    path = run_dir / "records.jsonl"
+    rows = [json.loads(line) for line in path.read_text().splitlines()]
+    for r in rows:
+        del r["write_ms"]
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    with pytest.warns(UserWarning, match="schema version 2, older") as caught:
+        run = load_run(run_dir)
+    assert "whole write times" in " ".join(str(w.message) for w in caught)
+    assert run.batches["write_ms"].tolist() == run.batches["stall_ms"].tolist()
+    bp = run.backpressure()
+    assert bp["write_share"] == bp["stalled_share"]
 
 
 def test_older_schema_version_parquet(tmp_path, records_a):

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import json
 import socket
 import ssl
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -24,9 +27,13 @@ BODY = b"x" * (8 * 2**20)
 
 
 class Peer:
-    """A loopback TCP peer that accepts one connection and reads only once told to."""
+    """A loopback TCP peer that accepts one connection (over TLS when given a server
+    context) and reads only once told to (or ``read_delay`` seconds after accepting)."""
 
-    def __init__(self) -> None:
+    def __init__(self, tls: ssl.SSLContext | None = None,
+                 read_delay: float | None = None) -> None:
+        self.tls = tls
+        self.read_delay = read_delay
         self.listener = socket.create_server(("127.0.0.1", 0))
         self.port = self.listener.getsockname()[1]
         self.read_from = threading.Event()
@@ -36,8 +43,10 @@ class Peer:
 
     def _serve(self) -> None:
         conn, _ = self.listener.accept()
+        if self.tls is not None:
+            conn = self.tls.wrap_socket(conn, server_side=True)
         with conn:
-            self.read_from.wait(30)
+            self.read_from.wait(30 if self.read_delay is None else self.read_delay)
             while data := conn.recv(1 << 20):
                 self.received += len(data)
 
@@ -122,7 +131,7 @@ def test_https_writes_are_metered_too(tmp_path, monkeypatch):
     cert.cert_chain_pems[0].write_to_path(str(chain))
     trusting = ssl.create_default_context()
     ca.configure_trust(trusting)
-    monkeypatch.setattr(transport, "_SSL_CONTEXT", trusting)
+    monkeypatch.setattr(transport, "_ssl_context", lambda: trusting)
     tls = {"ssl_keyfile": str(key), "ssl_certfile": str(chain)}
     small = BatchSpec.parse(items="1000", payload_bytes="256").batch(0)
     with ThreadedASGI(ReferenceApp(ServerConfig()), **tls) as srv, \
@@ -143,3 +152,62 @@ def test_https_writes_are_metered_too(tmp_path, monkeypatch):
     assert not slow.violations
     assert slow.stall_fraction > 0.2, (slow.stall_ms, slow.write_ms, slow.stream_ms)
     assert slow.stall_ms > 0.9 * slow.write_ms  # its writes spent their time waiting
+
+
+GEVENT_WRITER = """
+import json, socket, ssl, sys, time
+from gevent import monkey
+monkey.patch_all()
+import gevent, httpcore
+from loadkit.transport import MeteredBackend, WriteMeter
+
+port, cafile, timeout = int(sys.argv[1]), sys.argv[2], float(sys.argv[3])
+ticks = []
+def tick():
+    while True:
+        ticks.append(time.perf_counter())
+        gevent.sleep(0.02)
+gevent.spawn(tick)
+meter = WriteMeter()
+stream = MeteredBackend(meter).connect_tcp(
+    "127.0.0.1", port, timeout=5, socket_options=[(socket.SOL_SOCKET, socket.SO_SNDBUF, 65536)])
+stream = stream.start_tls(ssl.create_default_context(cafile=cafile), "127.0.0.1", timeout=5)
+gevent.sleep(0.05)
+ticks.clear()
+outcome, t = "written", time.perf_counter()
+try:
+    stream.write(b"x" * 8 * 2**20, timeout=timeout)
+except httpcore.WriteTimeout:
+    outcome = "timeout"
+print(json.dumps({"outcome": outcome, "elapsed": time.perf_counter() - t,
+                  "blocked": meter.blocked, "waits": meter.waits, "ticks": len(ticks)}))
+"""
+
+
+@pytest.mark.parametrize("reads_after", [None, 0.4])
+def test_tls_writes_under_gevent_wait_cooperatively(tmp_path, reads_after):
+    """Under locust's gevent, a TLS write to a full socket waits in the hub (other users run)."""
+    ca = trustme.CA()
+    server = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ca.issue_cert("127.0.0.1").configure_cert(server)
+    cafile = tmp_path / "ca.pem"
+    ca.cert_pem.write_to_path(str(cafile))
+    peer = Peer(tls=server, read_delay=reads_after)
+    try:
+        timeout = "0.5" if reads_after is None else "5"
+        proc = subprocess.run([sys.executable, "-c", GEVENT_WRITER, str(peer.port), str(cafile),
+                               timeout], capture_output=True, text=True, timeout=20,
+                              check=False)
+    finally:
+        peer.close()
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    got = json.loads(proc.stdout)
+    assert got["waits"] >= 1
+    assert got["ticks"] >= 0.5 * got["blocked"] / 0.02  # the hub ran others while it waited
+    if reads_after is None:
+        assert got["outcome"] == "timeout"
+        assert 0.45 <= got["blocked"] <= got["elapsed"] < 2
+    else:
+        assert got["outcome"] == "written"
+        assert 0.2 <= got["blocked"] <= got["elapsed"]
+        assert got["elapsed"] - got["blocked"] < 0.3
