@@ -44,6 +44,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from loadkit.errors import RecordsError
+from loadkit.metrics import run_metrics
 from loadkit.records import (
     ARROW_SCHEMA,
     CHUNK_FIELDS,
@@ -59,7 +60,7 @@ from loadkit.records import (
     read_run_meta,
     records_table,
 )
-from loadkit.thresholds import run_metrics
+from loadkit.vocabulary import FAILURE_OUTCOMES, FAULT_KINDS, SUCCESS_OUTCOMES
 
 __all__ = [
     "CHUNK_FILES",
@@ -105,10 +106,6 @@ LATENCY_METRICS: dict[str, str] = {
 """Row label → record column; ``total`` is from the actual start, ``total_from_intended``
 from the intended start (open model; the coordinated-omission-aware figure)."""
 
-FAULT_KINDS: tuple[str, ...] = (
-    "duplicate", "gap", "shuffle", "malformed", "schema", "out_of_range", "oversized",
-)
-ERROR_OUTCOMES = ("failed", "not_sealed")
 _CATEGORICAL = ("run_id", "worker_id", "error_kind", "ratelimit_reset_unit")
 TIME_COLUMNS = {"intended_time": "intended_at", "started_time": "started_at",
                 "ended_time": "ended_at"}
@@ -565,7 +562,7 @@ def throughput(run: Run | pd.DataFrame, resolution: str | float = "1s") -> pd.Da
     idx, start, n = _buckets(df, seconds)
     dropped = (df["outcome"] == "dropped").to_numpy()
     sent = ~dropped
-    errors = df["outcome"].isin(ERROR_OUTCOMES).to_numpy()
+    errors = df["outcome"].isin(FAILURE_OUTCOMES).to_numpy()
     items = np.where(sent, df["items_accepted"].to_numpy(dtype=np.int64), 0)
     nbytes = np.where(sent, df["bytes_sent"].to_numpy(dtype=np.int64), 0)
     elapsed, times = _bucket_index(start, seconds, n)
@@ -889,8 +886,8 @@ def breakdown(run: Run | pd.DataFrame, by: str | list[str]) -> pd.DataFrame:
     work = df[keys].copy()
     work["items"] = df["items_accepted"]
     work["bytes"] = df["bytes_sent"]
-    work["failed"] = df["outcome"].isin(ERROR_OUTCOMES)
-    work["sealed"] = df["outcome"].isin(("sealed", "cached"))
+    work["failed"] = df["outcome"].isin(FAILURE_OUTCOMES)
+    work["sealed"] = df["outcome"].isin(SUCCESS_OUTCOMES)
     work["violations"] = df["violations"]
     work["started_at"] = df["started_at"]
     work["ended_at"] = df["ended_at"]
@@ -934,7 +931,7 @@ def by_task(run: Run | pd.DataFrame) -> pd.DataFrame:
     rows = df.loc[parts.index].copy()
     rows["task"] = named[0].to_numpy()
     share = counts.to_numpy() / rows["run_count"].where(rows["run_count"] > 0, 1).to_numpy()
-    accepted = rows["outcome"].isin(("sealed", "cached")).to_numpy()
+    accepted = rows["outcome"].isin(SUCCESS_OUTCOMES).to_numpy()
     rows["items_accepted"] = np.where(accepted, counts.to_numpy(), 0)
     rows["bytes_sent"] = np.rint(rows["bytes_sent"].to_numpy(dtype=float) * share).astype(
         np.int64)

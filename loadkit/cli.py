@@ -16,6 +16,7 @@ from pathlib import Path
 
 from loadkit import wire
 from loadkit.errors import ConfigError, LoadkitError
+from loadkit.vocabulary import ExitCode
 
 __all__ = ["build_parser", "main"]
 
@@ -42,12 +43,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         return int(args.func(args))
     except ConfigError as exc:
         print(f"loadkit {args.command}: error: {exc}", file=sys.stderr)
-        return 2
+        return ExitCode.CONFIG
     except LoadkitError as exc:
         print(f"loadkit {args.command}: error: {exc}", file=sys.stderr)
-        return 1
+        return ExitCode.FAILED
     except KeyboardInterrupt:
-        return 130
+        return ExitCode.INTERRUPTED
 
 
 # --- serve -------------------------------------------------------------------------------
@@ -163,7 +164,7 @@ def _cmd_check(args: argparse.Namespace) -> int:
     if not Path(args.run_dir).is_dir():
         print(f"loadkit check: error: no run directory at {args.run_dir}; give a "
               "run's folder, e.g. results/<run id>", file=sys.stderr)
-        return 2
+        return ExitCode.CONFIG
     texts = args.threshold
     if not texts:
         try:
@@ -175,11 +176,9 @@ def _cmd_check(args: argparse.Namespace) -> int:
         parsed = thresholds.parse_thresholds(thresholds.threshold_texts(texts))
     except ThresholdError as exc:
         print(f"loadkit check: error: {exc}", file=sys.stderr)
-        return 2
+        return ExitCode.CONFIG
     table = records.read_records(args.run_dir)
-    results = thresholds.evaluate(parsed, table)
-    print(thresholds.format_table(results))
-    return 0 if all(r.passed for r in results) else thresholds.EXIT_THRESHOLDS_FAILED
+    return thresholds.check_thresholds(parsed, table, out=sys.stdout).exit_code
 
 
 # --- smoke -------------------------------------------------------------------------------
@@ -228,7 +227,7 @@ def _cmd_smoke(args: argparse.Namespace) -> int:
         parsed = thresholds.parse_thresholds(thresholds.threshold_texts(texts))
     except ThresholdError as exc:
         print(f"loadkit smoke: error: {exc}", file=sys.stderr)
-        return 2
+        return ExitCode.CONFIG
     extra = list(args.run_options or [])
     if extra and extra[0] == "--":
         extra = extra[1:]
@@ -242,9 +241,9 @@ def _cmd_smoke(args: argparse.Namespace) -> int:
         table = records.read_records(run_dir)
     except LoadkitError as exc:
         print(f"loadkit smoke: error: {exc}; locust's log: {result.log}", file=sys.stderr)
-        return code or 1
-    results = thresholds.evaluate(parsed, table)
-    text = thresholds.format_table(results)
+        return code or ExitCode.FAILED
+    check = thresholds.check_thresholds(parsed, table)
+    text = check.table
 
     import warnings  # noqa: PLC0415
 
@@ -258,7 +257,7 @@ def _cmd_smoke(args: argparse.Namespace) -> int:
     except RecordsError as exc:  # a full or read-only disk: as unwritable results, exit 2
         print(text)
         print(f"loadkit smoke: error: {exc}", file=sys.stderr)
-        return 2
+        return ExitCode.CONFIG
     for w in caught:
         print(f"loadkit smoke: warning: {w.message}", file=sys.stderr)
     print(text)
@@ -266,11 +265,10 @@ def _cmd_smoke(args: argparse.Namespace) -> int:
     print(f"report:        {report}")
     print(f"thresholds:    {path}")
     print(f"locust log:    {result.log}")
-    passed = all(r.passed for r in results)
-    if code not in (0, 1, thresholds.EXIT_THRESHOLDS_FAILED):
+    if code not in (ExitCode.OK, ExitCode.FAILED, ExitCode.THRESHOLDS_FAILED):
         print(f"loadkit smoke: locust exited with code {code}; see {result.log}", file=sys.stderr)
-        return int(code) if code else 1
-    return 0 if passed else thresholds.EXIT_THRESHOLDS_FAILED
+        return int(code) if code else ExitCode.FAILED
+    return check.exit_code
 
 
 # --- send --------------------------------------------------------------------------------
@@ -334,7 +332,7 @@ def _cmd_send(args: argparse.Namespace) -> int:
            "retry": client_options.retry.as_settings(),
            **result.as_dict(chunk_timings=client_options.keep_chunk_timings)}
     sys.stdout.write(orjson.dumps(out, option=orjson.OPT_INDENT_2, default=str).decode() + "\n")
-    return 0 if result.ok else 1
+    return ExitCode.OK if result.ok else ExitCode.FAILED
 
 
 # -- options ------------------------------------------------------------------------------

@@ -43,6 +43,7 @@ from loadkit._parse import Setting, parse_bool
 from loadkit.distributions import Dist
 from loadkit.errors import ConfigError
 from loadkit.payloads import COMPLETE_MAX_SIZE, PayloadPool, Shape
+from loadkit.vocabulary import FAULT_KINDS
 
 __all__ = [
     "DEFAULT_CHUNK_BYTES",
@@ -509,8 +510,7 @@ class GeneratedBatch:
         f = self.spec.faults
         n = self.run_count
         self.oversized_index: int | None = None
-        counts = dict.fromkeys(("duplicate", "gap", "shuffle", "malformed", "schema",
-                                "out_of_range", "oversized"), 0)
+        counts = dict.fromkeys(FAULT_KINDS, 0)
         if not f.any:
             self._order: np.ndarray | None = None  # plain 0..n-1
             self._kinds: np.ndarray | None = None

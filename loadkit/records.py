@@ -33,6 +33,7 @@ import orjson
 import pyarrow as pa
 
 from loadkit.errors import RecordsError
+from loadkit.vocabulary import OUTCOMES
 
 __all__ = [
     "ARROW_SCHEMA",
@@ -60,11 +61,7 @@ SCHEMA_VERSION = 3
 """2 added ``tasks``, 3 ``write_ms`` (and the chunks' ``stall_ms``); older runs load with them
 empty."""
 
-OUTCOMES = ("sealed", "cached", "not_sealed", "failed", "dropped")
-"""``sealed``: the batch sealed (first try or after retries); ``cached``: the create was an
-idempotent replay, nothing streamed; ``not_sealed``: streams ended without sealing (retries
-exhausted); ``failed``: an error stopped the batch (``error_kind`` says which); ``dropped``:
-open model only, a scheduled start that could not be served in time (nothing was sent)."""
+# OUTCOMES (the values of ``outcome``) are defined in loadkit.vocabulary and re-exported here.
 
 
 @dataclass(frozen=True, slots=True)

@@ -35,6 +35,7 @@ from pathlib import Path
 from typing import Any
 
 from loadkit.errors import ConfigError, LoadkitError
+from loadkit.vocabulary import FAILURE_OUTCOMES, Outcome
 
 __all__ = ["run"]
 
@@ -107,11 +108,11 @@ class _Progress:
                 row = json.loads(line)
             except ValueError:
                 continue
-            if row.get("outcome") == "dropped":
+            if row.get("outcome") == Outcome.DROPPED:
                 continue
             self.batches += 1
             self.items += int(row.get("items_accepted") or 0)
-            self.failed += row.get("outcome") in ("failed", "not_sealed")
+            self.failed += row.get("outcome") in FAILURE_OUTCOMES
 
 
 def _bar(total: float, desc: str, enabled: bool) -> Any:

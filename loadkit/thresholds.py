@@ -10,34 +10,9 @@ One expression is ``METRIC OP NUMBER``:
   ``min(…)``, ``max(…)``, ``sum(…)`` over any int/float/bool field of
   :class:`~loadkit.records.BatchRecord` — or a named run metric:
 
-  ===========================  ===========================================================
-  ``batches``                  batches attempted (every record except ``dropped`` ones)
-  ``dropped``                  open model: scheduled starts that were not served in time
-  ``drop_rate``                dropped ÷ (batches + dropped)
-  ``cached``                   batches whose create was an idempotent replay (``cached``)
-  ``sealed``                   batches whose outcome is ``sealed`` or ``cached``
-  ``seal_rate``                sealed ÷ batches
-  ``failed``                   batches whose outcome is ``failed`` or ``not_sealed``
-  ``error_rate``               failed ÷ batches
-  ``violations``               contract violations summed over all batches
-  ``batches_with_violations``  batches with at least one contract violation
-  ``verify_failures``          batches whose retrieve-after-seal check failed
-  ``rate_limited``             429 answers received
-  ``retries``                  stream attempts beyond the first, summed
-  ``items``                    items accepted by the server, summed
-  ``items_requested``          items asked for (``run_count``), summed
-  ``items_deduplicated``       items the server reported as duplicates, summed
-  ``lines``                    body lines sent, summed
-  ``bytes``                    request body bytes sent, summed
-  ``duration_s``               from the first batch start to the last batch end
-  ``batches_per_s``            batches ÷ duration_s
-  ``items_per_s``              items ÷ duration_s
-  ``bytes_per_s``              bytes ÷ duration_s
-  ``mb_per_s``                 bytes ÷ 10⁶ ÷ duration_s
-  ===========================  ===========================================================
-
-:func:`run_metrics` is the one definition of these figures: :func:`loadkit.analysis.summary`
-is the same dict as a pandas Series, so a threshold, the report and a notebook agree.
+  one of :data:`~loadkit.metrics.RUN_METRICS` (``batches``, ``seal_rate``, ``error_rate``,
+  ``items_per_s`` …), defined in :mod:`loadkit.metrics`, the one definition the thresholds,
+  :func:`loadkit.analysis.summary`, the report and a notebook share.
 
 Aggregates of record fields skip ``dropped`` records (nothing was sent) and empty (null)
 values. Percentiles interpolate linearly between the closest ranks (numpy's default). A
@@ -54,20 +29,24 @@ import decimal
 import math
 import operator
 import re
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TextIO
 
 import numpy as np
 
 from loadkit.errors import ThresholdError
+from loadkit.metrics import RUN_METRICS, RecordColumns, run_metrics
+from loadkit.vocabulary import ExitCode
 
 __all__ = [
     "DEFAULT_THRESHOLDS",
     "EXIT_THRESHOLDS_FAILED",
     "RUN_METRICS",
     "Threshold",
+    "ThresholdCheck",
     "ThresholdResult",
+    "check_thresholds",
     "evaluate",
     "format_table",
     "parse_threshold",
@@ -76,7 +55,7 @@ __all__ = [
     "threshold_texts",
 ]
 
-EXIT_THRESHOLDS_FAILED = 3
+EXIT_THRESHOLDS_FAILED = ExitCode.THRESHOLDS_FAILED
 """Process exit code when any threshold fails (locust's own failure code is 1)."""
 
 DEFAULT_THRESHOLDS: tuple[str, ...] = (
@@ -93,13 +72,6 @@ _OPS: dict[str, Callable[[float, float], bool]] = {
     "<": operator.lt, ">": operator.gt,
 }
 _FUNCS = ("mean", "median", "min", "max", "sum")
-RUN_METRICS: tuple[str, ...] = (
-    "batches", "dropped", "drop_rate", "cached", "sealed", "seal_rate", "failed",
-    "error_rate", "violations", "batches_with_violations", "verify_failures", "rate_limited",
-    "retries", "items", "items_requested", "items_deduplicated", "lines", "bytes",
-    "duration_s", "batches_per_s", "items_per_s", "bytes_per_s", "mb_per_s",
-)
-"""The keys of :func:`run_metrics`, in its order (the module docstring defines each)."""
 
 _EXPR_RE = re.compile(
     r"""^\s*
@@ -226,144 +198,9 @@ class ThresholdResult:
     passed: bool
 
 
-class _Columns:
-    """Record columns as numpy arrays, from a pyarrow Table, a pandas DataFrame, or an
-    iterable of records / dicts (pandas is never imported here)."""
-
-    def __init__(self, records: Any) -> None:
-        self._table = self._frame = None
-        self._rows: dict[str, list[Any]] = {}
-        if hasattr(records, "to_pydict"):  # pyarrow.Table
-            self._table = records
-            n = records.num_rows
-        elif hasattr(records, "columns") and hasattr(records, "to_numpy"):  # pandas.DataFrame
-            self._frame = records
-            n = len(records)
-        else:
-            rows = [r if isinstance(r, Mapping) else r.as_dict() for r in records]
-            for i, row in enumerate(rows):
-                for key, value in row.items():
-                    self._rows.setdefault(key, [None] * i).append(value)
-                for column in self._rows.values():  # a key missing from this row: null
-                    if len(column) <= i:
-                        column.append(None)
-            n = len(rows)
-        self.n = n
-        self.kept = ~self.outcome_in("dropped")
-        """Rows that are batches (every record except ``dropped`` ones)."""
-        self._some_dropped = not bool(self.kept.all())
-
-    def outcome_in(self, *values: str) -> np.ndarray:
-        """Rows whose outcome is one of ``values``, compared by the column's own engine
-        (a categorical or Arrow column is never turned into a million Python strings)."""
-        if not self._has("outcome"):
-            return np.zeros(self.n, dtype=bool)
-        if self._table is not None:
-            import pyarrow as pa  # noqa: PLC0415 - only for a Table, which brought pyarrow
-            import pyarrow.compute as pc  # noqa: PLC0415
-
-            hit = pc.is_in(self._table.column("outcome"), value_set=pa.array(values))
-            return np.asarray(hit.to_numpy(zero_copy_only=False), dtype=bool)
-        if self._frame is not None:
-            return np.asarray(self._frame["outcome"].isin(values).to_numpy(), dtype=bool)
-        return np.isin(self._objects("outcome"), values)
-
-    def _has(self, name: str) -> bool:
-        if self._table is not None:
-            return name in self._table.column_names
-        if self._frame is not None:
-            return name in self._frame.columns
-        return name in self._rows
-
-    def _objects(self, name: str) -> np.ndarray:
-        out = np.empty(self.n, dtype=object)
-        if not self._has(name):
-            return out
-        if self._table is not None:
-            out[:] = self._table.column(name).to_pylist()
-        elif self._frame is not None:
-            out[:] = self._frame[name].astype(object).to_numpy()
-        else:
-            out[:] = self._rows[name]
-        return out
-
-    def numeric(self, name: str) -> np.ndarray:
-        """Column ``name`` as float64, null as NaN (True/False as 1/0), every row."""
-        if not self._has(name):
-            return np.full(self.n, np.nan)
-        if self._table is not None:
-            import pyarrow as pa  # noqa: PLC0415 - only for a Table, which brought pyarrow
-            import pyarrow.compute as pc  # noqa: PLC0415
-
-            column = pc.cast(self._table.column(name), pa.float64())
-            return np.asarray(column.to_numpy(), dtype=float)
-        if self._frame is not None:
-            return self._frame[name].to_numpy(dtype=float, na_value=np.nan)
-        return np.array([np.nan if v is None else v for v in self._rows[name]], dtype=float)
-
-    def field(self, name: str) -> np.ndarray:
-        """The non-null values of ``name`` over batches (``dropped`` records left out)."""
-        values = self.numeric(name)
-        if self._some_dropped:
-            values = values[self.kept]
-        missing = np.isnan(values)
-        return values[~missing] if missing.any() else values
-
-
-def _ratio(part: float, whole: float) -> float:
-    return part / whole if whole > 0 else math.nan
-
-
-def run_metrics(records: Any) -> dict[str, Any]:
-    """Every run metric of :data:`RUN_METRICS` over ``records`` (a pyarrow Table, a pandas
-    DataFrame, dicts or :class:`~loadkit.records.BatchRecord`): counts as ints, the rest as
-    floats, ``nan`` where there is no data. The one definition the thresholds and
-    :func:`loadkit.analysis.summary` share."""
-    cols = records if isinstance(records, _Columns) else _Columns(records)
-    kept = cols.kept
-    batches = int(kept.sum())
-    dropped = cols.n - batches
-
-    def total(name: str) -> int:
-        return int(cols.field(name).sum())
-
-    sealed = int(cols.outcome_in("sealed", "cached").sum())
-    failed = int(cols.outcome_in("failed", "not_sealed").sum())
-    items, nbytes = total("items_accepted"), total("bytes_sent")
-    started, ended = cols.field("started_at"), cols.field("ended_at")
-    duration = float(ended.max() - started.min()) if started.size and ended.size else math.nan
-    verified = cols.numeric("verified")[cols.kept]
-    out = {
-        "batches": batches,
-        "dropped": dropped,
-        "drop_rate": _ratio(dropped, cols.n),
-        "cached": int(cols.outcome_in("cached").sum()),
-        "sealed": sealed,
-        "seal_rate": _ratio(sealed, batches),
-        "failed": failed,
-        "error_rate": _ratio(failed, batches),
-        "violations": total("violations"),
-        "batches_with_violations": int((cols.field("violations") > 0).sum()),
-        "verify_failures": int((verified == 0).sum()),
-        "rate_limited": total("rate_limited"),
-        "retries": int(np.clip(cols.field("attempts") - 1, 0, None).sum()),
-        "items": items,
-        "items_requested": total("run_count"),
-        "items_deduplicated": total("items_deduplicated"),
-        "lines": total("lines_sent"),
-        "bytes": nbytes,
-        "duration_s": duration,
-        "batches_per_s": _ratio(batches, duration),
-        "items_per_s": _ratio(items, duration),
-        "bytes_per_s": _ratio(nbytes, duration),
-        "mb_per_s": _ratio(nbytes / 1e6, duration),
-    }
-    return out
-
-
 class _Measures:
     def __init__(self, records: Any) -> None:
-        self.cols = _Columns(records)
+        self.cols = RecordColumns(records)
         self._metrics: dict[str, Any] | None = None
 
     def metric(self, name: str) -> float:
@@ -423,6 +260,48 @@ def format_table(results: Sequence[ThresholdResult]) -> str:
     failed = sum(not r.passed for r in results)
     lines.append(
         f"thresholds: {len(results) - failed} passed, {failed} failed"
-        + (f" (exit code {EXIT_THRESHOLDS_FAILED})" if failed else "")
+        + (f" (exit code {int(EXIT_THRESHOLDS_FAILED)})" if failed else "")
     )
     return "\n".join(lines)
+
+
+@dataclass(frozen=True, slots=True)
+class ThresholdCheck:
+    """The thresholds of a run, evaluated: what locust runs, ``loadkit check`` and
+    ``loadkit smoke`` print, record in run.json and turn into an exit code."""
+
+    results: tuple[ThresholdResult, ...]
+
+    @property
+    def passed(self) -> bool:
+        return all(r.passed for r in self.results)
+
+    @property
+    def exit_code(self) -> ExitCode:
+        """0 when every threshold passed, else :data:`EXIT_THRESHOLDS_FAILED` (3)."""
+        return ExitCode.OK if self.passed else ExitCode.THRESHOLDS_FAILED
+
+    @property
+    def table(self) -> str:
+        """The plain-text table (:func:`format_table`)."""
+        return format_table(self.results)
+
+    def as_meta(self) -> list[dict[str, Any]]:
+        """JSON-ready rows for run.json: threshold, measured value, passed."""
+        return [{"threshold": str(r.threshold), "value": r.value, "passed": r.passed}
+                for r in self.results]
+
+
+def check_thresholds(thresholds: Iterable[str | Threshold], records: Any, *,
+                     out: TextIO | None = None) -> ThresholdCheck:
+    """Parse, evaluate and (with ``out``) print thresholds over a run's records.
+
+    The one sequence behind every pass/fail decision: a locust run's end, ``loadkit check``
+    and ``loadkit smoke``. A malformed expression raises :class:`ThresholdError` (the
+    callers' exit 2); the result's :attr:`~ThresholdCheck.exit_code` is 0 or 3.
+    """
+    check = ThresholdCheck(tuple(evaluate(thresholds, records)))
+    if out is not None:
+        out.write(check.table + "\n")
+        out.flush()
+    return check
