@@ -12,7 +12,9 @@ The tree::
     │   ├── ConnectError            the target could not be reached or dropped the connection
     │   ├── TargetTimeout           the target did not answer in time
     │   ├── ProtocolError           the target answered something that is not the batch API
-    │   │                           (HTML, truncated JSON, missing fields)
+    │   │   │                       (HTML, truncated JSON, not a JSON object)
+    │   │   └── MalformedAnswer     a JSON object, but not the answer the API defines
+    │   │                           (missing fields, wrong types)
     │   └── StatusError             any other unexpected HTTP status
     ├── ServerError                 the reference server could not start or stop
     ├── RecordsError                a results directory that cannot be written or read
@@ -29,6 +31,7 @@ __all__ = [
     "ConfigError",
     "ConnectError",
     "LoadkitError",
+    "MalformedAnswer",
     "ProtocolError",
     "RecordsError",
     "ServerError",
@@ -85,6 +88,10 @@ class ProtocolError(TargetError):
     """The target answered something that is not the batch API's JSON."""
 
     kind = "protocol"
+
+
+class MalformedAnswer(ProtocolError):
+    """The target answered a JSON object that is not the batch API's answer."""
 
 
 class StatusError(TargetError):

@@ -12,7 +12,7 @@ group       settings
             :data:`~loadkit.retry.RETRY_FIELDS` prefixed ``retry_`` (``retry_attempts``,
             ``retry_resend`` …), ``send_buffer_bytes``, ``keep_chunk_timings``, ``verify``,
             ``verify_timeout``
-            → :class:`ClientOptions`
+            → :class:`~loadkit.client.ClientConfig`
 ``run``     how the run goes: ``results_dir``, ``threshold``, ``arrival_rate``, ``wait``,
             ``drop_after``, ``run_id`` → :class:`RunSettings`
 ``server``  knobs of the embedded reference server (used only when no target is given):
@@ -44,11 +44,11 @@ from pathlib import Path
 from typing import Any
 
 from loadkit import wire
-from loadkit._parse import parse_bool, parse_float, parse_int
-from loadkit.client import DEFAULT_TIMEOUT, DEFAULT_VERIFY_TIMEOUT, BatchClient
+from loadkit._parse import parse_float
+from loadkit.client.config import DEFAULT_TIMEOUT, DEFAULT_VERIFY_TIMEOUT, ClientConfig
+from loadkit.client.retry import RETRY_FIELDS, RetryPolicy
 from loadkit.errors import ConfigError
 from loadkit.generators import SPEC_FIELDS, BatchSpec
-from loadkit.retry import RETRY_FIELDS, RetryPolicy
 from loadkit.server.config import ServerConfig
 from loadkit.thresholds import Threshold, parse_thresholds, threshold_texts
 
@@ -246,31 +246,9 @@ def _wait(value: object) -> tuple[float, float]:
 # --- value objects -----------------------------------------------------------------------
 
 
-@dataclass(frozen=True, slots=True)
-class ClientOptions:
-    """How the client sends: everything :class:`loadkit.client.BatchClient` is built from."""
-
-    timeout: float = DEFAULT_TIMEOUT
-    retry: RetryPolicy = dataclasses.field(default_factory=RetryPolicy)
-    send_buffer_bytes: int | None = None
-    keep_chunk_timings: bool = False
-    verify: bool = False
-    verify_timeout: float = DEFAULT_VERIFY_TIMEOUT
-
-    def make_client(self, base_url: str | None, secret_key: str | None,
-                    chunk_bytes: int) -> BatchClient:
-        """A :class:`~loadkit.client.BatchClient` for one user (one connection pool)."""
-        return BatchClient(
-            base_url,
-            secret_key,
-            chunk_bytes=chunk_bytes,
-            timeout=self.timeout,
-            retry=self.retry,
-            keep_chunk_timings=self.keep_chunk_timings,
-            send_buffer_bytes=self.send_buffer_bytes,
-            verify=self.verify,
-            verify_timeout=self.verify_timeout,
-        )
+ClientOptions = ClientConfig
+"""The ``client`` group of the run options is :class:`~loadkit.client.ClientConfig` (the old
+name stays for code that used it)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -342,15 +320,10 @@ def parse_options(**settings: object) -> RunOptions:
         retry = RetryPolicy.parse(**{field: raw[opt] for opt, field in _RETRY_OPTIONS.items()})
     except ConfigError as exc:  # name the option as the user wrote it
         raise ConfigError(_retry_option(exc.field), exc.value, exc.expected) from None
-    client = ClientOptions(
-        timeout=parse_float("timeout", raw["timeout"], 0.0, above=True),
-        retry=retry,
-        send_buffer_bytes=(None if raw["send_buffer_bytes"] in (None, "", "0", 0)
-                           else parse_int("send_buffer_bytes", raw["send_buffer_bytes"], 1)),
-        keep_chunk_timings=parse_bool("keep_chunk_timings", raw["keep_chunk_timings"],
-                                      empty=False),
-        verify=parse_bool("verify", raw["verify"], empty=False),
-        verify_timeout=parse_float("verify_timeout", raw["verify_timeout"], 0.0),
+    client = ClientConfig.parse(
+        timeout=raw["timeout"], retry=retry, send_buffer_bytes=raw["send_buffer_bytes"],
+        keep_chunk_timings=raw["keep_chunk_timings"], verify=raw["verify"],
+        verify_timeout=raw["verify_timeout"],
     )
 
     results_dir = str(raw["results_dir"]).strip()
@@ -381,9 +354,7 @@ def parse_options(**settings: object) -> RunOptions:
             raise ConfigError("server_" + exc.field, exc.value, exc.expected) from None
 
     text = {**spec.as_settings()}
-    text.update(timeout=client.timeout, send_buffer_bytes=client.send_buffer_bytes,
-                keep_chunk_timings=client.keep_chunk_timings, verify=client.verify,
-                verify_timeout=client.verify_timeout)
+    text.update(client.as_settings())
     text.update({opt: str(raw[opt]) for opt in _RETRY_OPTIONS})
     text.update(
         results_dir=str(run.results_dir), arrival_rate=run.arrival_rate,
