@@ -1,8 +1,9 @@
 """The batch API's wire contract, shared by the client, the generators and the reference server.
 
 One definition of paths, headers, limits, item schema, response shapes and error texts, so
-that the two sides of the wire cannot drift. Behaviour follows Trigger.dev's v4 server
-(``shared/design/batch-api.md``) and the phase-2 OpenAPI (``shared/seeds/stream-batch-items.md``).
+that the two sides of the wire cannot drift. Behaviour follows Trigger.dev's v4 server and the
+published phase-2 OpenAPI, as recorded in ``docs/batch-api.md`` (deliberate deviations are
+listed there).
 
 Line numbers in error texts are 1-based physical lines of the request body: every ``\\n``
 starts a new line, skipped empty lines included, so the number is what an editor shows.
@@ -229,7 +230,8 @@ class msg:
 
 
 def error_body(message: str) -> dict[str, str]:
-    """The JSON of an error answer: the real server's ``error`` and the seed's ``message``."""
+    """The JSON of an error answer: the real server's ``error`` and the published OpenAPI's
+    ``message`` (docs/batch-api.md, "Error bodies")."""
     return {"error": message, "message": message}
 
 

@@ -1,6 +1,7 @@
-"""``GET /openapi.json``: the seed's phase-2 operation plus create and retrieve, as served here.
+"""``GET /openapi.json``: the published phase-2 operation plus create and retrieve, as served.
 
-The stream operation and its schemas are the seed's (``shared/seeds/stream-batch-items.md``)
+The stream operation and its schemas follow Trigger.dev's published OpenAPI for it
+(``docs/batch-api.md``, section 5)
 with the answers this server really gives added (408, 500 with ``x-should-retry``, the
 ``runCount`` of a sealed answer, ``error`` next to ``message``). Limits come from the config.
 """

@@ -1,4 +1,4 @@
-"""Tests of phase 2 and retrieve: each row of batch-api.md against a live server on loopback."""
+"""Phase 2 and retrieve: each rule of docs/batch-api.md (sections 5-6) against a live server."""
 
 from __future__ import annotations
 
