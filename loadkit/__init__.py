@@ -4,19 +4,39 @@ What a notebook user types::
 
     import loadkit
     spec = loadkit.BatchSpec.parse(items="uniform:100:1000", payload_bytes="lognormal:512:1.0")
-    batch = spec.batch(0)
+    run = loadkit.run(users=4, run_time="20s", items="uniform:100:1000")
+    run.summary()
 
 Importing loadkit never imports locust or gevent (locust monkey-patches at import and hangs
-Jupyter kernels); load runs start locust in a subprocess. Names below are resolved lazily so
-that ``import loadkit`` stays cheap.
+Jupyter kernels); load runs start locust in a subprocess. The names below are resolved
+lazily, so that ``import loadkit`` stays cheap; type checkers see them through the
+``TYPE_CHECKING`` imports.
+
+**The public API** is what this module exports (``__all__``) plus these modules:
+:mod:`loadkit.client`, :mod:`loadkit.server`, :mod:`loadkit.generators`,
+:mod:`loadkit.analysis`, :mod:`loadkit.plots`, :mod:`loadkit.records`,
+:mod:`loadkit.thresholds`, :mod:`loadkit.metrics`, :mod:`loadkit.options`,
+:mod:`loadkit.vocabulary`, :mod:`loadkit.wire` and :mod:`loadkit.errors`. Every other module
+says "Internal" in its first docstring line and may change without notice.
 """
 
 from __future__ import annotations
 
 import importlib
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0"
+
+if TYPE_CHECKING:  # what the lazy names below resolve to, for type checkers and IDEs
+    from loadkit import errors
+    from loadkit.analysis import Run, load_run
+    from loadkit.client import BatchClient, BatchResult, ClientConfig, RetryPolicy
+    from loadkit.distributions import Dist
+    from loadkit.errors import ConfigError, LoadkitError
+    from loadkit.generators import BatchSpec, ExpectedOutcome, Faults, GeneratedBatch
+    from loadkit.runner import run
+    from loadkit.server import ReferenceServer, ServerConfig
+    from loadkit.vocabulary import ExitCode, FaultKind, Outcome
 
 _EXPORTS: dict[str, str] = {
     # generators
@@ -28,7 +48,8 @@ _EXPORTS: dict[str, str] = {
     # client
     "BatchClient": "loadkit.client",
     "BatchResult": "loadkit.client",
-    "RetryPolicy": "loadkit.retry",
+    "ClientConfig": "loadkit.client",
+    "RetryPolicy": "loadkit.client",
     # reference server
     "ReferenceServer": "loadkit.server",
     "ServerConfig": "loadkit.server",
@@ -36,6 +57,10 @@ _EXPORTS: dict[str, str] = {
     "run": "loadkit.runner",
     "Run": "loadkit.analysis",
     "load_run": "loadkit.analysis",
+    # vocabulary
+    "Outcome": "loadkit.vocabulary",
+    "FaultKind": "loadkit.vocabulary",
+    "ExitCode": "loadkit.vocabulary",
     # errors
     "errors": "loadkit.errors",
     "ConfigError": "loadkit.errors",
@@ -45,9 +70,10 @@ _EXPORTS: dict[str, str] = {
 __all__ = [  # noqa: RUF022 - grouped as in _EXPORTS
     "__version__",
     "BatchSpec", "GeneratedBatch", "ExpectedOutcome", "Faults", "Dist",
-    "BatchClient", "BatchResult", "RetryPolicy",
+    "BatchClient", "BatchResult", "ClientConfig", "RetryPolicy",
     "ReferenceServer", "ServerConfig",
     "run", "Run", "load_run",
+    "Outcome", "FaultKind", "ExitCode",
     "errors", "ConfigError", "LoadkitError",
 ]
 

@@ -1,4 +1,4 @@
-"""``python -m loadkit`` runs the command line."""
+"""Internal: ``python -m loadkit`` runs the command line."""
 
 from loadkit.cli import main
 

@@ -1,4 +1,4 @@
-"""Small value parsers (and the setting descriptor) shared by every configuration parser.
+"""Internal: small value parsers (and the setting descriptor) shared by every configuration parser.
 
 Each takes the setting's name and the value as given (a Python value or the string a flag,
 config file or environment variable gives) and raises :class:`~loadkit.errors.ConfigError`

@@ -1,4 +1,4 @@
-"""The ``loadkit`` command line: ``serve``, ``send``, ``check``, ``report``, ``smoke``, ``options``.
+"""Internal: the ``loadkit`` command line (``serve``, ``send``, ``check``, ``report``, ``smoke`` …).
 
 Each subcommand is a pair of functions: ``_add_<name>(subparsers)`` declares its flags and
 sets ``func`` to ``_cmd_<name>(args) -> int``. Flags are parsed into the same frozen config

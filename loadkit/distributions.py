@@ -1,4 +1,4 @@
-"""Integer distributions written as short strings: ``"100"``, ``"uniform:1:1000"``,
+"""Internal: integer distributions written as short strings: ``"100"``, ``"uniform:1:1000"``,
 ``"lognormal:512:1.0"``, ``"pareto:100:1.5"``, ``"choice:10,100,1000"``.
 
 One parser serves locust flags, CLI arguments and notebook keywords. Draws are vectorised

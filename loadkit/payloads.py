@@ -1,4 +1,4 @@
-"""Payload bodies of an exact encoded size, in realistic shapes, built from byte templates.
+"""Internal: payload bodies of an exact encoded size, in realistic shapes, from byte templates.
 
 A :class:`PayloadPool` is made once per spec (from its seed): a few hundred *bases*, each a
 JSON object in the chosen shape with realistic values (ids, emails, timestamps, numbers,

@@ -1,4 +1,4 @@
-"""A shareable, self-contained HTML report of one run (``loadkit report RUN_DIR``).
+"""Internal: a shareable, self-contained HTML report of one run (``loadkit report RUN_DIR``).
 
 :func:`write_report` writes ``report.html`` (summary tables, thresholds, the run's options
 with any secret redacted, every plot embedded as a base64 PNG: one file to attach or mail)

@@ -1,4 +1,4 @@
-"""Reading what a target sends: redaction, parsing, and the mapping of failures to errors.
+"""Internal: reading what a target sends: redaction, parsing, and the mapping of failures to errors.
 
 Everything the client keeps of an answer passes through here as it is read:
 

@@ -1,4 +1,4 @@
-"""The request body of a stream: yields the batch's chunks and times each one's write.
+"""Internal: the request body of a stream: yields the batch's chunks and times each one's write.
 
 This is where backpressure is measured. A chunk's *write* lasts from handing it to the
 transport (the generator yields it) until the transport asks for the next one. Its *stall* is
@@ -11,7 +11,7 @@ sits on the hot path of every byte sent.
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Generator, Iterable, Iterator
 
 from loadkit.client.result import ChunkTimings
 from loadkit.client.transport import WriteMeter
@@ -98,7 +98,7 @@ class TimedBody:
             timings.stall_ms[-1] += extra * 1000.0
             timings.write_ms[-1] += extra * 1000.0
 
-    def _run(self) -> Iterator[bytes]:
+    def _run(self) -> Generator[bytes, None, None]:
         perf = time.perf_counter
         timings = self.timings
         meter = self.meter

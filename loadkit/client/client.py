@@ -1,4 +1,4 @@
-"""``BatchClient``: the 2-phase batch protocol with backpressure timing, retries and truth checks.
+"""Internal: ``BatchClient``, the 2-phase protocol with backpressure timing, retries, truth checks.
 
 One client, used by the locust user, the notebook runner and ``loadkit send``::
 

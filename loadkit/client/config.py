@@ -1,4 +1,4 @@
-"""``ClientConfig``: how a :class:`~loadkit.client.BatchClient` sends, as one value object.
+"""Internal: ``ClientConfig``, how a :class:`~loadkit.client.BatchClient` sends, one value object.
 
 Every client setting is checked here and only here: :func:`loadkit.options.parse_options`
 (locust flags, ``loadkit send``, notebook keywords) builds a ``ClientConfig`` with

@@ -1,4 +1,4 @@
-"""Judging answers: the client's truth checks, as pure functions.
+"""Internal: judging answers: the client's truth checks, as pure functions.
 
 Each function takes what the generator knows in advance (the batch's
 :class:`~loadkit.generators.ExpectedOutcome`, what a retry sent) and what the target

@@ -1,4 +1,4 @@
-"""What the client measured about one batch: :class:`BatchResult`, its attempts and violations.
+"""Internal: what the client measured of one batch: :class:`BatchResult`, attempts, violations.
 
 A :class:`BatchResult` holds every measurement of one ``BatchClient.send``: the create, each
 stream attempt (:class:`Attempt`: why it ended, status, duration, bytes, lines, stall, the

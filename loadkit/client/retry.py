@@ -1,4 +1,4 @@
-"""The one retry policy of loadkit: a frozen value object, SDK parity by default.
+"""Internal: the one retry policy of loadkit: a frozen value object, SDK parity by default.
 
 The official SDK (``@trigger.dev/core`` 4.x, see ``docs/batch-api.md``, section 9.4) retries
 

@@ -1,4 +1,4 @@
-"""The client's socket seam: writes that tell waiting on the target from the cost of writing.
+"""Internal: the client's socket seam: writes that tell waiting on the target from writing.
 
 A body chunk's write takes time for two reasons. The kernel copies the bytes in (on loopback
 the send call also runs the receiving side's TCP work): tens of µs per 64 KiB, more when the
@@ -36,7 +36,9 @@ import httpx
 
 __all__ = ["MeteredBackend", "MeteredTransport", "WriteMeter"]
 
-_SocketOption = tuple[int, int, int | bytes] | tuple[int, int, None, int]
+_SocketOption = (tuple[int, int, int] | tuple[int, int, bytes | bytearray]
+                 | tuple[int, int, None, int])
+"""httpcore's ``SOCKET_OPTION``."""
 
 
 class WriteMeter:
@@ -66,8 +68,10 @@ def _wait(sock: Any, readable: bool, timeout: float | None) -> bool:
         poller = select.poll()
         poller.register(sock, select.POLLIN if readable else select.POLLOUT)
         return bool(poller.poll(None if timeout is None else timeout * 1000.0))
-    waiting = ([sock], [], []) if readable else ([], [sock], [])
-    return any(select.select(*waiting, timeout))
+    none: list[Any] = []
+    ready = select.select([sock] if readable else none, none if readable else [sock], none,
+                          timeout)
+    return any(ready)
 
 
 class _MeteredStream(httpcore.NetworkStream):

@@ -1,4 +1,4 @@
-"""The reference server's ASGI app: routes, auth, create, stream, retrieve, stats, OpenAPI.
+"""Internal: the reference server's ASGI app: routes, auth, create, stream, retrieve, stats.
 
 Plain ASGI (no framework) because the stream endpoint reads its body straight from
 ``receive`` chunk by chunk, and because every microsecond per chunk shows in the benchmark.

@@ -1,4 +1,4 @@
-"""The reference server's knobs: one frozen value object, parsed from flags or keywords alike.
+"""Internal: the reference server's knobs: one frozen value object, from flags or keywords alike.
 
 ``ServerConfig.parse(**kwargs)`` takes Python values or the strings a command line gives
 (``"0.25"``, ``"1200:100/10s"``) and raises :class:`loadkit.errors.ConfigError` naming the

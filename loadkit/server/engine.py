@@ -1,4 +1,4 @@
-"""The simulated run engine: enqueued items become runs, batches move to a final status.
+"""Internal: the simulated run engine: enqueued items become runs, batches move to a final status.
 
 PENDING (created) → PROCESSING (first run made) → COMPLETED (no failures) /
 PARTIAL_FAILED (some pre-failed runs) / ABORTED (every run failed, or an unsealed batch

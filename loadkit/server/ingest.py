@@ -1,4 +1,4 @@
-"""Phase-2 ingest: an NDJSON body read chunk by chunk, each chunk parsed in one tight loop.
+"""Internal: phase-2 ingest: an NDJSON body read chunk by chunk, each chunk in one tight loop.
 
 ``StreamIngest.feed(chunk)`` splits a body chunk on ``\\n``, joins a line split across chunks,
 parses each line with orjson, checks it against the item schema, deduplicates its index on the

@@ -1,4 +1,4 @@
-"""``GET /openapi.json``: the published phase-2 operation plus create and retrieve, as served.
+"""Internal: ``GET /openapi.json``: the published phase-2 operation plus create and retrieve.
 
 The stream operation and its schemas follow Trigger.dev's published OpenAPI for it
 (``docs/batch-api.md``, section 5)

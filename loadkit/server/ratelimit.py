@@ -1,4 +1,4 @@
-"""The batch token bucket, one per environment, as the real server's batch limiter works.
+"""Internal: the batch token bucket, one per environment, as the real server's batch limiter works.
 
 Each create costs ``runCount`` tokens; a rejected create costs nothing. ``refill`` tokens are
 added every ``interval_s`` up to ``max_tokens``. The answer carries the headers a client

@@ -1,4 +1,4 @@
-"""uvicorn glue: bind a socket, run the app in the foreground (CLI) or in a thread (tests).
+"""Internal: uvicorn glue: bind a socket, run the app in the foreground (CLI) or a thread (tests).
 
 Nothing outside ``loadkit.server`` needs to know uvicorn is underneath.
 

@@ -1,4 +1,4 @@
-"""In-memory state of the reference server: environments, batches, dedupe maps and counters.
+"""Internal: in-memory state of the reference server: environments, batches, dedupe, counters.
 
 A batch keeps one byte per index (``marks``), never the items themselves: what the retrieve
 answer needs (which indices became runs, which failed and why) is derived from the marks and a
