@@ -347,7 +347,7 @@ def _add_options(subparsers: argparse._SubParsersAction) -> None:
         "locustfile, so it cannot list them.) Each option is also a locust.conf / "
         "[tool.locust] key without the dashes and a LOCUST_<NAME> environment variable.",
     )
-    p.add_argument("--group", choices=("spec", "client", "run", "server"),
+    p.add_argument("--group", choices=("spec", "client", "run", "capacity", "server"),
                    help="only the options of one group")
     p.set_defaults(func=_cmd_options)
 
@@ -356,7 +356,8 @@ def _cmd_options(args: argparse.Namespace) -> int:
     from loadkit.options import OPTIONS  # noqa: PLC0415 - keep `loadkit --help` fast
 
     titles = {"spec": "batches (generator)", "client": "client and retries",
-              "run": "run", "server": "embedded reference server (no --host)"}
+              "run": "run", "capacity": "capacity search (loadkit capacity)",
+              "server": "embedded reference server (no --host)"}
     for group, title in titles.items():
         if args.group not in (None, group):
             continue

@@ -44,7 +44,8 @@ from pathlib import Path
 from typing import Any
 
 from loadkit import wire
-from loadkit._parse import parse_float
+from loadkit._parse import parse_bool, parse_float
+from loadkit.capacity.settings import SearchSettings
 from loadkit.client.config import DEFAULT_TIMEOUT, DEFAULT_VERIFY_TIMEOUT, ClientConfig
 from loadkit.client.retry import RETRY_FIELDS, RetryPolicy
 from loadkit.errors import ConfigError
@@ -148,6 +149,27 @@ _RUN_DEFS = (
               "suffix)", "str", "run", "ID"),
 )
 
+_CAPACITY_DEFS = (
+    OptionDef("capacity", "false", "run a capacity search instead of a fixed load: offered "
+              "items/s stepped up on the open model's timetable until a step fails, then "
+              "bisected; the answer goes to capacity.json (loadkit capacity)", "bool",
+              "capacity"),
+    OptionDef("capacity_start", "1000", "capacity: the first step's offered items/s",
+              "float", "capacity", "ITEMS_PER_S"),
+    OptionDef("capacity_max", None, "capacity: the highest offered items/s to try (default: "
+              "no limit)", "float", "capacity", "ITEMS_PER_S"),
+    OptionDef("step_seconds", "10", "capacity: seconds of load per step", "float",
+              "capacity", "SECONDS"),
+    OptionDef("resolution", "0.05", "capacity: stop bisecting when the rates that held and "
+              "failed are this close (0.05 = 5 %)", "float", "capacity", "FRACTION"),
+    OptionDef("latency_bound", "auto", "capacity: a step fails when its p95 latency from the "
+              "intended start exceeds this many ms (auto: the larger of 1,000 ms and 5 × the "
+              "first step's p95)", "str", "capacity", "MS"),
+    OptionDef("capacity_max_seconds", "600", "capacity: the whole search ends after this "
+              "many seconds", "float", "capacity", "SECONDS"),
+)
+
+
 def _default_text(value: Any) -> str | None:
     if value is None or value is dataclasses.MISSING:
         return None
@@ -219,6 +241,7 @@ OPTIONS: tuple[OptionDef, ...] = (
       for f in SPEC_FIELDS),
     *_CLIENT_DEFS,
     *_RUN_DEFS,
+    *_CAPACITY_DEFS,
     *_SERVER_DEFS,
 )
 """Every run setting, in the order flags are listed."""
@@ -279,6 +302,8 @@ class RunOptions:
     """Embedded-server knobs given (parsed lazily into a ServerConfig by :meth:`server_config`)."""
     settings: Mapping[str, Any]
     """Every option as given or defaulted, in its text form (what run.json records)."""
+    capacity: SearchSettings | None = None
+    """The capacity search's settings when ``capacity`` is on, else None."""
 
     def server_config(self, secret_key: str) -> Any:
         """The embedded reference server's :class:`~loadkit.server.ServerConfig`."""
@@ -353,7 +378,7 @@ def parse_options(**settings: object) -> RunOptions:
         except ConfigError as exc:
             raise ConfigError("server_" + exc.field, exc.value, exc.expected) from None
 
-    text = {**spec.as_settings()}
+    text: dict[str, Any] = {**spec.as_settings()}
     text.update(client.as_settings())
     text.update({opt: str(raw[opt]) for opt in _RETRY_OPTIONS})
     text.update(
@@ -361,7 +386,18 @@ def parse_options(**settings: object) -> RunOptions:
         wait=str(raw["wait"]), drop_after=run.drop_after, run_id=run.run_id,
     )
     text.update({"server_" + k: str(v) for k, v in server.items()})
-    return RunOptions(spec=spec, client=client, run=run, server=server, settings=text)
+    capacity = None
+    if parse_bool("capacity", raw["capacity"], empty=False):
+        capacity = SearchSettings.parse(
+            start=raw["capacity_start"], max=raw["capacity_max"],
+            step_seconds=raw["step_seconds"], resolution=raw["resolution"],
+            latency_bound=raw["latency_bound"], max_seconds=raw["capacity_max_seconds"])
+        text.update(capacity=True, **{f"capacity_{k}" if k in ("start", "max", "max_seconds")
+                                      else k: v for k, v in capacity.as_dict().items()
+                                      if k != "growth"},
+                    latency_bound=str(raw["latency_bound"]))
+    return RunOptions(spec=spec, client=client, run=run, server=server, settings=text,
+                      capacity=capacity)
 
 
 def new_run_id() -> str:

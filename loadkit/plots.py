@@ -23,6 +23,7 @@ if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
 __all__ = [
+    "capacity",
     "dashboard",
     "dedupe",
     "latency_cdf",
@@ -252,3 +253,64 @@ def dashboard(run: analysis.Run | pd.DataFrame, fig: Figure | None = None,
     seal_outcomes(run, axes[2, 1])
     fig.suptitle(f"loadkit run {analysis._label(run, 'run')}")
     return fig
+
+
+def capacity(result: Any, ax: Axes | None = None) -> Axes:
+    """A capacity search (:class:`~loadkit.capacity.Capacity`): achieved vs offered items/s
+    with the diagonal (what a target that keeps up would show) and the knee marked; p95
+    latency from the intended start on a second axis, with the latency bound; the stall
+    share as the points' labels. Steps that failed are drawn hollow."""
+    ax = _axes(ax)
+    steps = result.steps.sort_values("offered_items_per_s")
+    title = "Capacity: achieved vs offered"
+    if steps.empty:
+        return _empty(ax, title, "the search ran no step")
+    offered = steps["offered_items_per_s"].to_numpy(dtype=float)
+    achieved = steps["achieved_items_per_s"].to_numpy(dtype=float)
+    held = steps["held"].to_numpy(dtype=bool)
+    top = float(max(offered.max(), achieved.max())) * 1.05
+    ax.plot([0, top], [0, top], color="grey", linestyle=":", linewidth=1,
+            label="achieved = offered")
+    ax.plot(offered, achieved, color="#1f77b4", linewidth=1.2)
+    ax.scatter(offered[held], achieved[held], color="#1f77b4", zorder=3, label="step held")
+    ax.scatter(offered[~held], achieved[~held], facecolors="none", edgecolors=_ERROR,
+               zorder=3, label="step failed")
+    knee = result.knee
+    if knee is not None:
+        ax.axvline(knee, color="#2e8b57", linestyle="--", linewidth=1.2)
+        ax.annotate(f"knee {knee:,.0f} items/s\n({result.limited_by})", xy=(knee, 0),
+                    xytext=(4, 8), textcoords="offset points", color="#2e8b57")
+    ax.set_xlabel("offered items/s")
+    ax.set_ylabel("achieved items/s")
+    ax.set_xlim(0, top)
+    ax.set_ylim(0, top)
+    _thousands(ax.xaxis)
+    _thousands(ax.yaxis)
+    lat = ax.twinx()
+    p95 = steps["p95_ms"].to_numpy(dtype=float)
+    lat.plot(offered, p95, color="#e0a526", marker="s", markersize=4, linewidth=1,
+             label="p95 from intended start (ms)")
+    bound = steps["latency_bound_ms"].dropna()
+    if not bound.empty:
+        lat.axhline(float(bound.iloc[-1]), color="#e0a526", linestyle=":", linewidth=1,
+                    label="latency bound")
+    lat.set_ylabel("p95 latency from intended start (ms)")
+    lat.set_ylim(bottom=0)
+    _thousands(lat.yaxis)
+    for x, y, stall in zip(offered, achieved, steps["stall_share"].to_numpy(dtype=float),
+                           strict=True):
+        if np.isfinite(stall) and stall >= 0.005:
+            ax.annotate(f"stall {stall:.0%}", xy=(x, y), xytext=(3, -12),
+                        textcoords="offset points", fontsize=7, color="grey")
+    lines = ax.get_legend_handles_labels()
+    more = lat.get_legend_handles_labels()
+    ax.legend(lines[0] + more[0], lines[1] + more[1], loc="upper left", fontsize=8)
+    ax.set_title(f"{title} — {result.path.name}")
+    return ax
+
+
+def _thousands(axis: Any) -> None:
+    """Tick labels with thousands separators, never scientific notation."""
+    from matplotlib.ticker import FuncFormatter  # noqa: PLC0415
+
+    axis.set_major_formatter(FuncFormatter(lambda v, _pos: f"{v:,.0f}"))
