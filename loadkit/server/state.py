@@ -11,8 +11,9 @@ import asyncio
 import collections
 import secrets
 import time
-from dataclasses import dataclass, field
-from typing import Any
+from collections.abc import Callable
+from dataclasses import dataclass, field, fields
+from typing import Any, ClassVar
 
 from loadkit.wire import PAYLOAD_TOO_LARGE, BatchStatus
 
@@ -83,7 +84,7 @@ class Batch:
     def run_id(self, index: int) -> str:
         return f"run_{self.id[6:]}_{index}"
 
-    def retrieve(self, iso) -> dict[str, Any]:
+    def retrieve(self, iso: Callable[[float], str]) -> dict[str, Any]:
         """The ``GET /api/v2/batches/{id}`` answer."""
         marks = self.marks
         runs: list[str] = []
@@ -127,42 +128,52 @@ class Batch:
         return body
 
 
-class Stats:
+@dataclass(eq=False)
+class _Counters:
+    """The plain counters of :class:`Stats`, in the order ``/stats`` lists them."""
+
+    create_requests: int = 0
+    batches_created: int = 0
+    batches_cached: int = 0
+    batches_sealed: int = 0
+    batches_completed: int = 0
+    batches_partial_failed: int = 0
+    batches_aborted: int = 0
+    stream_requests: int = 0
+    streams_to_sealed: int = 0
+    lines_read: int = 0
+    items_enqueued: int = 0
+    items_deduplicated: int = 0
+    items_oversized: int = 0
+    bytes_read: int = 0
+    runs_created: int = 0
+    rate_limited: int = 0
+    injected_errors: int = 0
+    injected_drops: int = 0
+    timeouts: int = 0
+    client_disconnects: int = 0
+
+
+class Stats(_Counters):
     """The truth counters behind ``GET /api/loadkit/stats``."""
 
-    COUNTERS = (
-        "create_requests",
-        "batches_created",
-        "batches_cached",
-        "batches_sealed",
-        "batches_completed",
-        "batches_partial_failed",
-        "batches_aborted",
-        "stream_requests",
-        "streams_to_sealed",
-        "lines_read",
-        "items_enqueued",
-        "items_deduplicated",
-        "items_oversized",
-        "bytes_read",
-        "runs_created",
-        "rate_limited",
-        "injected_errors",
-        "injected_drops",
-        "timeouts",
-        "client_disconnects",
-    )
+    COUNTERS: ClassVar[tuple[str, ...]] = tuple(f.name for f in fields(_Counters))
     SERIES_SECONDS = 120
+
+    rejected: collections.Counter[str]
+    status_counts: collections.Counter[int]
+    started_at: float
+    _series: collections.OrderedDict[int, int]
+    _started_mono: float
 
     def __init__(self) -> None:
         self.reset()
 
     def reset(self) -> None:
-        for name in self.COUNTERS:
-            setattr(self, name, 0)
-        self.rejected: collections.Counter[str] = collections.Counter()
-        self.status_counts: collections.Counter[int] = collections.Counter()
-        self._series: collections.OrderedDict[int, int] = collections.OrderedDict()
+        _Counters.__init__(self)  # every counter back to 0
+        self.rejected = collections.Counter()
+        self.status_counts = collections.Counter()
+        self._series = collections.OrderedDict()
         self.started_at = time.time()
         self._started_mono = time.monotonic()
 
