@@ -389,7 +389,7 @@ class StreamIngest:
         return len(self.waiting)
 
 
-def _index_label(item: object, position: int) -> object:
+def _index_label(item: object, position: int) -> int:
     """What to call an invalid item in its error: its integer index, else its position."""
     if isinstance(item, dict):
         index = item.get("index")
