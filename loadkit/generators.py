@@ -119,10 +119,10 @@ class Faults:
             raise ConfigError("faults", text, cls.FORM)
         names = {f.name for f in fields(cls)}
         values: dict[str, float] = {}
-        for name, value in pairs:
+        for name, rate in pairs:
             if name not in names:
                 raise ConfigError("faults", name, "one of " + ", ".join(sorted(names)))
-            values[name] = _rate(f"faults.{name}", value)
+            values[name] = _rate(f"faults.{name}", rate)
         return cls(**values)
 
     def __str__(self) -> str:
@@ -311,21 +311,22 @@ class BatchSpec:
             name = sorted(unknown)[0]
             raise ConfigError(name, settings[name], "a spec setting: " + ", ".join(
                 f.name for f in SPEC_FIELDS))
-        raw = {f.name: f.default for f in SPEC_FIELDS}
+        # defaults are strings, given settings any value: each parser below checks its own
+        raw: dict[str, Any] = {f.name: f.default for f in SPEC_FIELDS}
         raw.update({k: v for k, v in settings.items() if v is not None})
         max_items = _int_in("max_items", raw["max_items"], 1)
         item_max_bytes = _int_in("item_max_bytes", raw["item_max_bytes"], 64)
         return cls(
-            items=Dist.parse(raw["items"], field="items", low=1, high=max_items),  # type: ignore[arg-type]
+            items=Dist.parse(raw["items"], field="items", low=1, high=max_items),
             payload_bytes=Dist.parse(
-                raw["payload_bytes"], field="payload_bytes", low=0,  # type: ignore[arg-type]
+                raw["payload_bytes"], field="payload_bytes", low=0,
                 high=item_max_bytes - _OVERSIZE_MARGIN,
             ),
-            shape=Shape.parse(raw["shape"]),  # type: ignore[arg-type]
-            tasks=TaskMix.parse(raw["tasks"]),  # type: ignore[arg-type]
-            options=ItemOptions.parse(raw["options"], raw["options_rate"]),  # type: ignore[arg-type]
+            shape=Shape.parse(raw["shape"]),
+            tasks=TaskMix.parse(raw["tasks"]),
+            options=ItemOptions.parse(raw["options"], raw["options_rate"]),
             idempotency=parse_bool("idempotency", raw["idempotency"], empty=False),
-            faults=Faults.parse(raw["faults"]),  # type: ignore[arg-type]
+            faults=Faults.parse(raw["faults"]),
             seed=_int_in("seed", raw["seed"], 0),
             max_items=max_items,
             item_max_bytes=item_max_bytes,
@@ -537,9 +538,9 @@ class GeneratedBatch:
                 kinds[candidates[rng.integers(len(candidates))]] = kind
                 counts[name] = 1
         if per_batch[3] < f.out_of_range:
-            pos = int(rng.integers(0, len(order) + 1))
-            order = np.insert(order, pos, n + int(rng.integers(0, 10)))
-            kinds = np.insert(kinds, pos, _OUT_OF_RANGE)
+            at = int(rng.integers(0, len(order) + 1))
+            order = np.insert(order, at, n + int(rng.integers(0, 10)))
+            kinds = np.insert(kinds, at, _OUT_OF_RANGE)
             counts["out_of_range"] = 1
         if per_batch[4] < f.oversized:
             self.oversized_index = int(rng.integers(n))
