@@ -128,7 +128,7 @@ class Threshold:
         return _OPS[self.op](value, self.limit)
 
 
-def parse_threshold(text: str) -> Threshold:
+def parse_threshold(text: str | Threshold) -> Threshold:
     """Parse one expression; :class:`~loadkit.errors.ThresholdError` names it and the form."""
     if isinstance(text, Threshold):
         return text
