@@ -14,7 +14,7 @@ from __future__ import annotations
 import enum
 import re
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal, overload
 
 __all__ = [
     "API_VERSION",
@@ -270,6 +270,10 @@ def stream_response(
 # that into a ProtocolError or a named violation). Unknown fields are ignored.
 
 
+@overload
+def _int_field(body: dict[str, Any], name: str, *, required: Literal[True]) -> int: ...
+@overload
+def _int_field(body: dict[str, Any], name: str, *, required: Literal[False]) -> int | None: ...
 def _int_field(body: dict[str, Any], name: str, *, required: bool) -> int | None:
     value = body.get(name)
     if value is None and not required:
@@ -321,8 +325,8 @@ def parse_stream_response(body: object) -> StreamAnswer:
     if batch_id is not None and not isinstance(batch_id, str):
         raise ValueError(f"id: expected a string, received {_type_name(batch_id)}")
     return StreamAnswer(
-        items_accepted=accepted,  # type: ignore[arg-type]
-        items_deduplicated=dedup,  # type: ignore[arg-type]
+        items_accepted=accepted,
+        items_deduplicated=dedup,
         sealed=sealed,
         id=batch_id,
         run_count=_int_field(answer, "runCount", required=False),
@@ -409,7 +413,7 @@ def parse_retrieve_response(body: object) -> RetrieveAnswer:
         if code is not None and not isinstance(code, str):
             raise ValueError(f"processing.errors[{k}].errorCode: expected a string, received "
                              + _type_name(code))
-        errors.append(ProcessingError(index=index, error_code=code))  # type: ignore[arg-type]
+        errors.append(ProcessingError(index=index, error_code=code))
     return RetrieveAnswer(status=status, runs=tuple(runs), errors=tuple(errors),
                           run_count=_int_field(answer, "runCount", required=False))
 
