@@ -5,9 +5,9 @@
 No ``--host`` (and no ``TRIGGER_API_URL``): the reference server is started for the run.
 Flags: ``loadkit options`` lists every one with its default (locust's own ``--help`` prints
 before it loads this file, so it cannot show them). Records go to ``results/<run id>/``.
-Everything lives in :mod:`loadkit.locust_users`.
+Everything lives in :mod:`loadkit.locust`.
 """
 
-from loadkit.locust_users import BatchUser
+from loadkit.locust import BatchUser
 
 __all__ = ["BatchUser"]

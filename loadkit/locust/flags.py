@@ -1,0 +1,32 @@
+"""Internal: loadkit's options as locust flags, and reading them back.
+
+Every row of :data:`loadkit.options.OPTIONS` becomes a flag (``payload_bytes`` →
+``--payload-bytes``), so each also works in the web UI, ``locust.conf``, ``[tool.locust]``
+and as ``LOCUST_PAYLOAD_BYTES``. They are parsed once per process (a worker again when the
+master's options arrive with locust's spawn message) by
+:func:`loadkit.options.parse_options`.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from loadkit.options import OPTIONS, RunOptions, add_flags, parse_options
+
+__all__ = ["add_loadkit_flags", "given_options", "parse_given_options"]
+
+
+def add_loadkit_flags(parser: Any, **_kw: Any) -> None:
+    """``init_command_line_parser`` listener: declare every loadkit option on locust's parser."""
+    add_flags(parser, OPTIONS)
+
+
+def given_options(environment: Any) -> dict[str, Any]:
+    """The raw value of every loadkit option locust parsed (empty before parsing)."""
+    parsed = environment.parsed_options
+    return {o.name: getattr(parsed, o.name, None) for o in OPTIONS} if parsed else {}
+
+
+def parse_given_options(environment: Any) -> RunOptions:
+    """The run's options, from locust's parsed flags (raises ConfigError / ThresholdError)."""
+    return parse_options(**given_options(environment))

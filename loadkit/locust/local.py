@@ -1,0 +1,27 @@
+"""Internal: the local runner's role: one process runs the users and owns the run.
+
+Records go straight to the run directory. Each test (Start … Stop) restarts the open model's
+timetable at its own start; the closed model's numbering goes on.
+"""
+
+from __future__ import annotations
+
+import time
+
+from .owner import RunOwner
+from .schedule import Plan
+
+__all__ = ["LocalRole"]
+
+
+class LocalRole(RunOwner):
+    """Runs the users and writes their records itself."""
+
+    name = "local"
+
+    def on_test_start(self) -> None:
+        self.schedule.set_plan(Plan(run_id=self.run_id, index=0, count=1, t0=time.time()))
+
+    def on_test_stop(self) -> None:
+        if self.recording is not None:
+            self.recording.flush()

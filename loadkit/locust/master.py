@@ -1,0 +1,116 @@
+"""Internal: the master's role: owns the run and collects its workers' records.
+
+At each test start the master gives every connected worker its share of the batch numbers
+and the open model's timetable (``loadkit_plan``, half a second ahead so the plan reaches
+every worker before the first start). Workers send their records (``loadkit_records``,
+``loadkit_chunks``) at least every second; the master writes them and watches them for a
+rejected key. When a test stops and when the run ends, the master asks every worker for its
+last records (``loadkit_final``) and waits for each to answer (``loadkit_final_done``).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any
+
+import gevent
+from locust.runners import STATE_MISSING
+
+from loadkit.options import RunOptions
+
+from .messages import MSG_ABORT, MSG_CHUNKS, MSG_FINAL, MSG_FINAL_DONE, MSG_PLAN, MSG_RECORDS
+from .owner import RunOwner
+from .schedule import Plan
+
+__all__ = ["FINAL_GRACE", "PLAN_LEAD", "MasterRole"]
+
+PLAN_LEAD = 0.5
+"""Seconds between sending the plans and the timetable's origin."""
+FINAL_GRACE = 15.0
+"""Seconds a worker gets, beyond the stop timeout, to send its last records."""
+
+log = logging.getLogger("loadkit")
+
+
+class MasterRole(RunOwner):
+    """Writes the records its workers send; runs no users itself."""
+
+    name = "master"
+
+    def __init__(self, environment: Any, options: RunOptions, secret_key: str | None) -> None:
+        super().__init__(environment, options, secret_key)
+        self.final_done: set[str] = set()
+        """Workers that sent their last records of this test."""
+
+    def register_messages(self, runner: Any) -> None:
+        runner.register_message(MSG_RECORDS, self._on_records)
+        runner.register_message(MSG_CHUNKS, self._on_chunks)
+        runner.register_message(MSG_FINAL_DONE, self._on_final_done)
+        runner.register_message(MSG_ABORT, self._on_abort)
+
+    # -- test start and stop ---------------------------------------------------------------
+
+    def on_test_start(self) -> None:
+        """Give every worker its share: worker i of W takes batches i, i+W, i+2W …"""
+        self.final_done.clear()
+        runner = self.environment.runner
+        clients = sorted(runner.clients)
+        t0 = time.time() + PLAN_LEAD
+        for index, client_id in enumerate(clients):
+            plan = Plan(run_id=self.run_id, index=index, count=len(clients), t0=t0)
+            runner.send_message(MSG_PLAN, plan.as_message(), client_id=client_id)
+
+    def on_test_stop(self) -> None:
+        self.gather_final()
+
+    def gather_final(self, timeout: float | None = None) -> None:
+        """Ask every worker for its last records and wait until each has answered.
+
+        Workers stop their users first (up to the stop timeout), so the wait is that plus
+        :data:`FINAL_GRACE`. A worker gone missing (killed, lost) is not waited for: what
+        it reported is kept.
+        """
+        runner = self.environment.runner
+        if timeout is None:
+            timeout = float(self.environment.stop_timeout or 0.0) + FINAL_GRACE
+        clients = [c.id for c in runner.clients.values()
+                   if c.id not in self.final_done and c.state != STATE_MISSING]
+        if not clients:
+            return
+        for client_id in clients:
+            try:
+                runner.send_message(MSG_FINAL, None, client_id=client_id)
+            except Exception:
+                self.final_done.add(client_id)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            live = {c.id for c in runner.clients.values() if c.state != STATE_MISSING}
+            if all(c in self.final_done or c not in live for c in clients):
+                return
+            gevent.sleep(0.05)
+        log.warning("loadkit: some workers did not send their last records within %g s",
+                    timeout)
+
+    # -- messages from the workers ---------------------------------------------------------
+
+    def _on_records(self, environment: Any, msg: Any, **_kw: Any) -> None:
+        rows = msg.data or []
+        for row in rows:
+            row["run_id"] = self.run_id
+        if self.recording is not None:
+            self.recording.write(rows)
+        for row in rows:
+            self.watch_auth(row.get("error_kind"), row.get("outcome"))
+
+    def _on_chunks(self, environment: Any, msg: Any, **_kw: Any) -> None:
+        rows = msg.data or []
+        for row in rows:
+            row["run_id"] = self.run_id
+        self.add_chunks(rows)
+
+    def _on_final_done(self, environment: Any, msg: Any, **_kw: Any) -> None:
+        self.final_done.add(msg.node_id)
+
+    def _on_abort(self, environment: Any, msg: Any, **_kw: Any) -> None:
+        self.abort(msg.data or "aborted by a worker")

@@ -1,0 +1,29 @@
+"""Internal: the custom locust messages between the master and its workers.
+
+=====================  ===============  ===================================================
+message                direction        data
+=====================  ===============  ===================================================
+``loadkit_plan``       master → worker  the worker's share of the numbering
+                                        (:meth:`loadkit.locust.schedule.Plan.as_message`)
+``loadkit_records``    worker → master  up to :data:`ROWS_PER_MESSAGE` record dicts
+``loadkit_chunks``     worker → master  up to :data:`ROWS_PER_MESSAGE` chunk-timing rows
+``loadkit_final``      master → worker  none: stop your users, send what is left, then answer
+``loadkit_final_done`` worker → master  none: every record of this worker has been sent
+``loadkit_abort``      worker → master  the reason the run must stop early (a string)
+=====================  ===============  ===================================================
+"""
+
+from __future__ import annotations
+
+__all__ = ["MSG_ABORT", "MSG_CHUNKS", "MSG_FINAL", "MSG_FINAL_DONE", "MSG_PLAN", "MSG_RECORDS",
+           "ROWS_PER_MESSAGE"]
+
+MSG_PLAN = "loadkit_plan"
+MSG_RECORDS = "loadkit_records"
+MSG_CHUNKS = "loadkit_chunks"
+MSG_FINAL = "loadkit_final"
+MSG_FINAL_DONE = "loadkit_final_done"
+MSG_ABORT = "loadkit_abort"
+
+ROWS_PER_MESSAGE = 2000
+"""A worker sends its buffered rows in messages of at most this many."""

@@ -1,0 +1,202 @@
+"""Internal: the process that owns the run: the local runner, or the master of workers.
+
+At start-up it resolves the target (``--host`` / ``TRIGGER_API_URL``, or the embedded
+reference server started in its own process), creates the run directory and opens the
+records (:class:`~loadkit.locust.recording.Recording`); at the end it closes them, writes
+Parquet and run.json, checks the thresholds and sets the exit code. Setting up and closing
+the run (:meth:`RunOwner.begin_run`, :meth:`RunOwner.finish_run`) are separate from the
+process's own start and quit, so that a run could one day be one test rather than one
+process.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, NoReturn
+from urllib.parse import urlsplit, urlunsplit
+
+import gevent
+from locust import __version__ as locust_version
+
+from loadkit import __version__ as loadkit_version
+from loadkit import records as rec
+from loadkit import wire
+from loadkit.errors import ConfigError, RecordsError, ServerError
+from loadkit.options import RunOptions, new_run_id
+
+from .recording import Recording
+from .role import Role, exit_at_start_up
+from .schedule import Plan
+
+if TYPE_CHECKING:
+    from loadkit.server import ReferenceServer
+
+__all__ = ["DEFAULT_STOP_TIMEOUT", "RunOwner"]
+
+DEFAULT_STOP_TIMEOUT = 30.0
+"""Seconds batches in flight get to finish when the run stops, unless --stop-timeout is given."""
+
+log = logging.getLogger("loadkit")
+
+_LOCUST_SETTINGS = ("num_users", "spawn_rate", "run_time", "headless", "processes",
+                    "expect_workers", "master")
+"""locust's own settings that run.json records (with the stop timeout)."""
+
+
+class RunOwner(Role):
+    """Owns the run directory, the target and, without ``--host``, the embedded server."""
+
+    def __init__(self, environment: Any, options: RunOptions, secret_key: str | None) -> None:
+        super().__init__(environment, options, secret_key)
+        self.server: ReferenceServer | None = None
+        self.recording: Recording | None = None
+
+    # -- start ----------------------------------------------------------------------------
+
+    def start(self, runner: Any) -> None:
+        self.register_messages(runner)
+        env = self.environment
+        host = env.host or os.environ.get("TRIGGER_API_URL") or None
+        if host and not self.secret_key:
+            self.fatal("a target is given (--host / TRIGGER_API_URL) but TRIGGER_SECRET_KEY "
+                       "is not set; export the secret key of the environment to load-test")
+        run_id = self.options.run.run_id or new_run_id()
+        try:
+            run_dir = rec.create_run_dir(self.options.run.results_dir, run_id)
+        except RecordsError as exc:
+            self.fatal(str(exc))
+        if not host:
+            host = self._start_server()
+        env.host = host
+        self.target = host
+        if not env.stop_timeout:
+            env.stop_timeout = DEFAULT_STOP_TIMEOUT
+        self.begin_run(run_id, run_dir)
+
+    def register_messages(self, runner: Any) -> None:
+        """Register the custom messages this role answers (none for a local runner)."""
+
+    def _start_server(self) -> str:
+        """Start the embedded reference server (its own process); its URL."""
+        key = self.secret_key or wire.DEFAULT_LOCAL_SECRET_KEY
+        self.secret_key = key
+        try:
+            from loadkit.server import ReferenceServer  # noqa: PLC0415
+
+            self.server = ReferenceServer(self.options.server_config(key),
+                                          mode="process").start()
+        except (ConfigError, ServerError) as exc:
+            self.fatal(f"cannot start the embedded reference server: {exc}")
+        url = self.server.url
+        assert url is not None
+        log.info("loadkit: no --host given: reference server started at %s", url)
+        return url
+
+    def begin_run(self, run_id: str, run_dir: Path) -> None:
+        """Start recording a run into ``run_dir``: run.json, the writers, the plan."""
+        try:
+            self.recording = Recording.open(
+                run_id, run_dir, self._meta(run_id),
+                keep_chunks=self.options.client.keep_chunk_timings,
+                on_write_error=self._write_failed)
+        except RecordsError as exc:
+            self.fatal(str(exc))
+        self.run_id = run_id
+        self.schedule.set_plan(Plan(run_id=run_id, index=0, count=1, t0=time.time()))
+        self.worker_id = "local"
+        sys.stderr.write(f"loadkit: run {run_id}: records in {run_dir}\n")
+
+    def _meta(self, run_id: str) -> dict[str, Any]:
+        """run.json as written at the start (completed at the end)."""
+        env, opts = self.environment, self.options
+        parsed = env.parsed_options
+        return {
+            "run_id": run_id,
+            "started_at": time.time(),
+            "ended_at": None,
+            "loadkit_version": loadkit_version,
+            "locust_version": locust_version,
+            "python_version": sys.version.split()[0],
+            "target": redact_url(env.host),
+            "embedded_server": None if self.server is None else self.server.config.redacted(),
+            "model": "open" if opts.run.open_model else "closed",
+            "options": opts.as_dict(),
+            "locust": {name: getattr(parsed, name, None) for name in _LOCUST_SETTINGS}
+            | {"stop_timeout": env.stop_timeout} if parsed else {},
+            "role": self.name,
+        }
+
+    def fatal(self, message: str) -> NoReturn:
+        """Stop at start-up with one clear line, stopping the embedded server first."""
+        self._stop_server()
+        exit_at_start_up(message)
+
+    # -- records --------------------------------------------------------------------------
+
+    def add(self, record: dict[str, Any]) -> None:
+        if self.recording is not None:
+            self.recording.write((record,))
+
+    def add_chunks(self, rows: Sequence[dict[str, Any]]) -> None:
+        if self.recording is not None:
+            self.recording.write_chunks(rows)
+
+    def _write_failed(self, exc: RecordsError) -> None:
+        """Records can no longer be written (disk full, folder gone): stop the run."""
+        self.abort(f"error: {exc}; the records of this run are incomplete")
+
+    def _stop_early(self, reason: str) -> None:
+        env = self.environment
+        parsed = env.parsed_options
+        if parsed is not None and not parsed.headless and env.web_ui is not None:
+            gevent.spawn(env.runner.stop)
+        else:
+            gevent.spawn(env.runner.quit)
+
+    # -- the end --------------------------------------------------------------------------
+
+    def on_quitting(self) -> None:
+        if self.recording is None or self.recording.finished:
+            return
+        self.gather_final()
+        code = self.finish_run()
+        self._stop_server()
+        if code is not None:
+            self.environment.process_exit_code = code
+
+    def gather_final(self) -> None:
+        """Wait for records still on their way (a master's workers); none for a local run."""
+
+    def finish_run(self) -> int | None:
+        """Close the run's records, write Parquet and run.json, check the thresholds.
+
+        Returns the exit code the run decides, or None to leave locust's own.
+        """
+        assert self.recording is not None
+        extra: dict[str, Any] = {}
+        if self.server is not None:
+            with contextlib.suppress(Exception):
+                extra["server_stats"] = self.server.stats()
+        return self.recording.finish(thresholds=self.options.run.thresholds,
+                                     aborted=self.aborted, extra_meta=extra)
+
+    def _stop_server(self) -> None:
+        if self.server is not None:
+            self.server.stop()
+
+
+def redact_url(url: str) -> str:
+    """``url`` without the user and password it may carry."""
+    parts = urlsplit(url)
+    if parts.username or parts.password:
+        netloc = parts.hostname or ""
+        if parts.port:
+            netloc += f":{parts.port}"
+        parts = parts._replace(netloc=netloc)
+    return urlunsplit(parts)

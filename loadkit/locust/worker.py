@@ -1,0 +1,122 @@
+"""Internal: a worker's role: runs users and ships their records to the master.
+
+The worker numbers its batches by the master's plan (``loadkit_plan``), buffers its users'
+records and chunk timings and sends them (``loadkit_records``, ``loadkit_chunks``) at least
+every second, when a test stops and when it quits. When the master finishes it asks
+(``loadkit_final``): the worker stops its users, sends what is left and answers
+``loadkit_final_done``. Every record names the worker by locust's client id.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from typing import Any
+
+import gevent
+
+from loadkit.errors import ConfigError, ThresholdError
+from loadkit.options import RunOptions
+
+from .flags import parse_given_options
+from .messages import (
+    MSG_ABORT,
+    MSG_CHUNKS,
+    MSG_FINAL,
+    MSG_FINAL_DONE,
+    MSG_PLAN,
+    MSG_RECORDS,
+    ROWS_PER_MESSAGE,
+)
+from .role import Role
+from .schedule import Plan
+
+__all__ = ["SEND_EVERY", "WorkerRole"]
+
+SEND_EVERY = 1.0
+"""Seconds between the worker's sends of its buffered rows."""
+
+log = logging.getLogger("loadkit")
+
+
+class WorkerRole(Role):
+    """Buffers its users' records and sends them to the master."""
+
+    name = "worker"
+
+    def __init__(self, environment: Any, options: RunOptions, secret_key: str | None) -> None:
+        super().__init__(environment, options, secret_key)
+        self._records: list[dict[str, Any]] = []
+        self._chunks: list[dict[str, Any]] = []
+
+    def start(self, runner: Any) -> None:
+        self.worker_id = runner.client_id
+        runner.register_message(MSG_PLAN, self._on_plan)
+        runner.register_message(MSG_FINAL, self._on_final)
+        gevent.spawn(self._send_loop)
+
+    def on_test_start(self) -> None:
+        # the master's options came with the spawn message: parse them again
+        try:
+            self.options = parse_given_options(self.environment)
+        except (ConfigError, ThresholdError) as exc:
+            log.error("loadkit: %s", exc)
+
+    def on_test_stop(self) -> None:
+        self.send_buffered()
+
+    def on_quitting(self) -> None:
+        self.send_buffered()
+
+    # -- records --------------------------------------------------------------------------
+
+    def add(self, record: dict[str, Any]) -> None:
+        self._records.append(record)
+
+    def add_chunks(self, rows: Sequence[dict[str, Any]]) -> None:
+        self._chunks.extend(rows)
+
+    def send_buffered(self) -> None:
+        """Send buffered rows to the master (one message per :data:`ROWS_PER_MESSAGE`).
+
+        Rows that could not be sent stay buffered for the next try.
+        """
+        runner = self.environment.runner
+        while self._records and runner is not None:
+            rows = self._records[:ROWS_PER_MESSAGE]
+            self._records = self._records[ROWS_PER_MESSAGE:]
+            try:
+                runner.send_message(MSG_RECORDS, rows)
+            except Exception:
+                self._records = rows + self._records
+                log.warning("loadkit: could not send %d records to the master yet", len(rows))
+                return
+        while self._chunks and runner is not None:
+            rows = self._chunks[:ROWS_PER_MESSAGE]
+            self._chunks = self._chunks[ROWS_PER_MESSAGE:]
+            try:
+                runner.send_message(MSG_CHUNKS, rows)
+            except Exception:
+                self._chunks = rows + self._chunks
+                return
+
+    def _send_loop(self) -> None:
+        while True:
+            gevent.sleep(SEND_EVERY)
+            self.send_buffered()
+
+    # -- messages from the master ----------------------------------------------------------
+
+    def _on_plan(self, environment: Any, msg: Any, **_kw: Any) -> None:
+        plan = Plan.from_message(msg.data)
+        self.run_id = plan.run_id
+        self.schedule.set_plan(plan)
+
+    def _on_final(self, environment: Any, msg: Any, **_kw: Any) -> None:
+        """The master is finishing: stop the users, send every record left, then say done."""
+        environment.runner.stop()
+        self.send_buffered()
+        environment.runner.send_message(MSG_FINAL_DONE, None)
+
+    def _stop_early(self, reason: str) -> None:
+        self.environment.runner.send_message(MSG_ABORT, reason)
