@@ -14,8 +14,8 @@ lazily, so that ``import loadkit`` stays cheap; type checkers see them through t
 
 **The public API** is what this module exports (``__all__``) plus these modules:
 :mod:`loadkit.client`, :mod:`loadkit.server`, :mod:`loadkit.generators`,
-:mod:`loadkit.analysis`, :mod:`loadkit.plots`, :mod:`loadkit.records`,
-:mod:`loadkit.thresholds`, :mod:`loadkit.metrics`, :mod:`loadkit.options`,
+:mod:`loadkit.analysis`, :mod:`loadkit.capacity_search`, :mod:`loadkit.plots`,
+:mod:`loadkit.records`, :mod:`loadkit.thresholds`, :mod:`loadkit.metrics`, :mod:`loadkit.options`,
 :mod:`loadkit.vocabulary`, :mod:`loadkit.wire` and :mod:`loadkit.errors`. Every other module
 says "Internal" in its first docstring line and may change without notice.
 """
@@ -30,6 +30,8 @@ __version__ = "0.1.0"
 if TYPE_CHECKING:  # what the lazy names below resolve to, for type checkers and IDEs
     from loadkit import errors
     from loadkit.analysis import Run, load_run
+    from loadkit.capacity_search import Capacity
+    from loadkit.capacity_search.run import capacity
     from loadkit.client import BatchClient, BatchResult, ClientConfig, RetryPolicy
     from loadkit.distributions import Dist
     from loadkit.errors import ConfigError, LoadkitError
@@ -57,6 +59,8 @@ _EXPORTS: dict[str, str] = {
     "run": "loadkit.runner",
     "Run": "loadkit.analysis",
     "load_run": "loadkit.analysis",
+    "capacity": "loadkit.capacity_search.run",
+    "Capacity": "loadkit.capacity_search",
     # vocabulary
     "Outcome": "loadkit.vocabulary",
     "FaultKind": "loadkit.vocabulary",
@@ -72,7 +76,7 @@ __all__ = [  # noqa: RUF022 - grouped as in _EXPORTS
     "BatchSpec", "GeneratedBatch", "ExpectedOutcome", "Faults", "Dist",
     "BatchClient", "BatchResult", "ClientConfig", "RetryPolicy",
     "ReferenceServer", "ServerConfig",
-    "run", "Run", "load_run",
+    "run", "Run", "load_run", "capacity", "Capacity",
     "Outcome", "FaultKind", "ExitCode",
     "errors", "ConfigError", "LoadkitError",
 ]

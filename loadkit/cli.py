@@ -32,6 +32,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_check(subparsers)
     _add_report(subparsers)
     _add_smoke(subparsers)
+    _add_capacity(subparsers)
     _add_options(subparsers)
     return parser
 
@@ -269,6 +270,88 @@ def _cmd_smoke(args: argparse.Namespace) -> int:
         print(f"loadkit smoke: locust exited with code {code}; see {result.log}", file=sys.stderr)
         return int(code) if code else ExitCode.FAILED
     return check.exit_code
+
+
+# --- capacity ----------------------------------------------------------------------------
+
+_CAPACITY_FLAGS = {"start": "capacity_start", "max": "capacity_max",
+                   "step_seconds": "step_seconds", "resolution": "resolution",
+                   "latency_bound": "latency_bound", "max_seconds": "capacity_max_seconds"}
+"""``loadkit capacity``'s own flags → the run options (locust flags) they set."""
+_NOT_FOR_CAPACITY = ("arrival_rate", "wait", "threshold")
+"""Run options a capacity search sets itself or that do not apply to it."""
+
+
+def _add_capacity(subparsers: argparse._SubParsersAction) -> None:
+    from loadkit.capacity_search.run import DEFAULT_USERS  # noqa: PLC0415
+    from loadkit.options import OPTIONS, add_flags  # noqa: PLC0415
+
+    p = subparsers.add_parser(
+        "capacity",
+        help="find how much the target takes, and what limits it (capacity search)",
+        description="Step the offered load (items/s, open model) up from --start by a factor "
+        "of 2 while steps hold, then bisect between the last step that held and the first "
+        "that failed, to --resolution; one locust run against --host, else $TRIGGER_API_URL, "
+        "else the embedded reference server. A step holds when achieved items/s >= 95 %% of "
+        "offered, p95 latency from the intended start <= --latency-bound, drops <= 1 %%, "
+        "failed batches <= 1 %% and no contract violation. Prints a line per step, then the "
+        "knee and what limited it (target_ingest, rate_limit, errors, client, max); the run "
+        "directory holds every step's records and capacity.json. Every run option "
+        "(--items, --payload-bytes, --server-ingest-rate …) is taken as locust takes it.",
+    )
+    p.add_argument("--host", default=None, help="the API's base URL (default $TRIGGER_API_URL, "
+                   "else the embedded reference server)")
+    p.add_argument("--start", default="1000", metavar="ITEMS_PER_S",
+                   help="offered items/s of the first step (default 1000)")
+    p.add_argument("--max", default=None, metavar="ITEMS_PER_S",
+                   help="highest offered items/s to try (default: no limit)")
+    p.add_argument("--step-seconds", default="10", metavar="S",
+                   help="seconds of load per step (default 10)")
+    p.add_argument("--resolution", default="0.05", metavar="F",
+                   help="bisect until held and failed rates are this close (default 0.05)")
+    p.add_argument("--latency-bound", default="auto", metavar="MS",
+                   help="a step fails when its p95 latency from the intended start exceeds "
+                   "this (default auto: the larger of 1,000 ms and 5 x the first step's p95)")
+    p.add_argument("--max-seconds", default="600", metavar="S",
+                   help="the whole search ends after this many seconds (default 600)")
+    p.add_argument("--users", default=str(DEFAULT_USERS), metavar="N",
+                   help=f"locust users (default {DEFAULT_USERS}; the open model drops starts "
+                   "no user is free for)")
+    p.add_argument("--json", action="store_true",
+                   help="print capacity.json's content as the last line of stdout")
+    run_options = p.add_argument_group("run options (as locust takes them)")
+    add_flags(run_options, (o for o in OPTIONS if o.group in ("spec", "client", "run", "server")
+                            and o.name not in _NOT_FOR_CAPACITY))
+    p.set_defaults(func=_cmd_capacity)
+
+
+def _cmd_capacity(args: argparse.Namespace) -> int:
+    import json  # noqa: PLC0415
+
+    from loadkit._parse import parse_int  # noqa: PLC0415
+    from loadkit.capacity_search.result import answer_text  # noqa: PLC0415
+    from loadkit.capacity_search.run import capacity  # noqa: PLC0415
+    from loadkit.options import OPTIONS  # noqa: PLC0415
+
+    users = parse_int("users", args.users, 1)
+    options = {o.name: getattr(args, o.name) for o in OPTIONS
+               if hasattr(args, o.name) and o.group != "capacity"
+               and getattr(args, o.name) is not None}
+    search = {own: getattr(args, own) for own in _CAPACITY_FLAGS}
+    try:
+        result = capacity(users=users, host=args.host, progress=sys.stderr.isatty(),
+                          out=sys.stdout, **search, **options)
+    except LoadkitError as exc:
+        if isinstance(exc, ConfigError):
+            raise
+        print(f"loadkit capacity: error: {exc}", file=sys.stderr)
+        return ExitCode.FAILED
+    print(f"loadkit capacity: {answer_text(result.answer)}")
+    print(f"run directory: {result.path}")
+    if args.json:
+        print(json.dumps(result.answer, separators=(",", ":")))
+    code = result.run.exit_code
+    return ExitCode.ABORTED if code == ExitCode.ABORTED else ExitCode.OK
 
 
 # --- send --------------------------------------------------------------------------------

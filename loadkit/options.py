@@ -45,7 +45,7 @@ from typing import Any
 
 from loadkit import wire
 from loadkit._parse import parse_bool, parse_float
-from loadkit.capacity.settings import SearchSettings
+from loadkit.capacity_search.settings import SearchSettings
 from loadkit.client.config import DEFAULT_TIMEOUT, DEFAULT_VERIFY_TIMEOUT, ClientConfig
 from loadkit.client.retry import RETRY_FIELDS, RetryPolicy
 from loadkit.errors import ConfigError

@@ -256,7 +256,7 @@ def dashboard(run: analysis.Run | pd.DataFrame, fig: Figure | None = None,
 
 
 def capacity(result: Any, ax: Axes | None = None) -> Axes:
-    """A capacity search (:class:`~loadkit.capacity.Capacity`): achieved vs offered items/s
+    """A capacity search (:class:`~loadkit.capacity_search.Capacity`): achieved vs offered items/s
     with the diagonal (what a target that keeps up would show) and the knee marked; p95
     latency from the intended start on a second axis, with the latency bound; the stall
     share as the points' labels. Steps that failed are drawn hollow."""

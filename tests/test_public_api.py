@@ -15,7 +15,7 @@ EXPORTED = [
     "BatchSpec", "GeneratedBatch", "ExpectedOutcome", "Faults", "Dist",
     "BatchClient", "BatchResult", "ClientConfig", "RetryPolicy",
     "ReferenceServer", "ServerConfig",
-    "run", "Run", "load_run",
+    "run", "Run", "load_run", "capacity", "Capacity",
     "Outcome", "FaultKind", "ExitCode",
     "errors", "ConfigError", "LoadkitError",
 ]
@@ -25,7 +25,7 @@ PUBLIC_MODULES = {
     "loadkit", "loadkit.client", "loadkit.server", "loadkit.generators", "loadkit.analysis",
     "loadkit.plots", "loadkit.records", "loadkit.thresholds", "loadkit.metrics",
     "loadkit.options", "loadkit.vocabulary", "loadkit.wire", "loadkit.errors",
-    "loadkit.locust", "loadkit.capacity",
+    "loadkit.locust", "loadkit.capacity_search",
 }
 OLD_PATHS = {"loadkit.retry": "loadkit.client.retry", "loadkit.result": "loadkit.client.result",
              "loadkit.transport": "loadkit.client.transport",

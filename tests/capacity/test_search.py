@@ -4,7 +4,7 @@ import math
 
 import pytest
 
-from loadkit.capacity import Bounds, Limit, Search, SearchSettings, judge_step, measure_step
+from loadkit.capacity_search import Bounds, Limit, Search, SearchSettings, judge_step, measure_step
 from loadkit.errors import ConfigError
 
 T0 = 1_700_000_000.0

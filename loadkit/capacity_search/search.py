@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from loadkit.capacity.settings import SearchSettings
+from loadkit.capacity_search.settings import SearchSettings
 
 __all__ = ["Search"]
 

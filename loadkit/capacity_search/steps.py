@@ -4,7 +4,7 @@
 start falls in the step's window) into a :class:`StepStats`: offered and achieved items/s
 and MB/s, latency from the intended start, stall share, drops, 429s, errors, violations, and
 the load generator's own CPU and schedule lag. :func:`judge_step` says whether it held under
-the :class:`~loadkit.capacity.settings.Bounds`, and :func:`limited_by` what stopped a step
+the :class:`~loadkit.capacity_search.settings.Bounds`, and :func:`limited_by` what stopped a step
 that did not. Pure functions over plain dicts: the locust controller, the notebook and the
 tests call the same code.
 """
@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from loadkit.capacity.settings import Bounds
+from loadkit.capacity_search.settings import Bounds
 from loadkit.vocabulary import FAILURE_OUTCOMES, SUCCESS_OUTCOMES, Outcome
 
 __all__ = ["Limit", "StepStats", "judge_step", "limited_by", "measure_step"]

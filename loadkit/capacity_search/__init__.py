@@ -6,7 +6,7 @@ Offered load is stepped on the open model's timetable (batches per second × ite
 rate that held and the lowest that failed, to ``--resolution``. The answer is the **knee**
 (the highest offered items/s that held) and what limited it (:class:`Limit`). ::
 
-    cap = loadkit.capacity(items="100", capacity_start=1000, step_seconds=5)
+    cap = loadkit.capacity(items="100", start=1000, step_seconds=5)
     cap.knee, cap.limited_by, cap.steps
     cap.plot()
 
@@ -18,10 +18,10 @@ package holds its pure parts (settings, the search, step measurement, the answer
 
 from __future__ import annotations
 
-from loadkit.capacity.result import CAPACITY_JSON, Capacity
-from loadkit.capacity.search import Search
-from loadkit.capacity.settings import Bounds, SearchSettings
-from loadkit.capacity.steps import Limit, StepStats, judge_step, limited_by, measure_step
+from loadkit.capacity_search.result import CAPACITY_JSON, Capacity
+from loadkit.capacity_search.search import Search
+from loadkit.capacity_search.settings import Bounds, SearchSettings
+from loadkit.capacity_search.steps import Limit, StepStats, judge_step, limited_by, measure_step
 
 __all__ = [
     "CAPACITY_JSON",
