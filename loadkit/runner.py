@@ -1,4 +1,4 @@
-"""Run a load test from Python or Jupyter: locust in a subprocess, progress here, a Run back.
+"""Internal: a load test from Python or Jupyter: locust in a subprocess, progress, a Run back.
 
 ::
 
@@ -31,6 +31,7 @@ import subprocess
 import sys
 import time
 import warnings
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -127,7 +128,8 @@ def _bar(total: float, desc: str, enabled: bool) -> Any:
 def run(users: int = 1, spawn_rate: float | None = None, run_time: str | float = "30s",
         host: str | None = None, arrival_rate: float | None = None, *,
         progress: bool = True, locustfile: str | Path | None = None,
-        locust_args: tuple[str, ...] | list[str] = (), **options: Any) -> Any:
+        locust_args: tuple[str, ...] | list[str] = (),
+        watch: Callable[[Path], None] | None = None, **options: Any) -> Any:
     """Run locust headless in a subprocess with ``users`` users for ``run_time``; return the
     :class:`~loadkit.analysis.Run`.
 
@@ -135,6 +137,8 @@ def run(users: int = 1, spawn_rate: float | None = None, run_time: str | float =
     ``arrival_rate`` batches/s switches to the open model; ``options`` are run settings
     (``items``, ``payload_bytes``, ``faults``, ``threshold``, ``results_dir``, ``run_id`` …).
     ``run.exit_code`` is locust's exit code (3: a threshold failed) and ``run.log`` its log.
+    ``watch`` is called with the run directory about twice a second while locust runs (and
+    once at the end): what a caller shows as the run goes, e.g. capacity steps.
     """
     from loadkit.options import new_run_id, parse_options  # noqa: PLC0415
 
@@ -173,19 +177,21 @@ def run(users: int = 1, spawn_rate: float | None = None, run_time: str | float =
     with open(log_path, "wb") as log:
         proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT,
                                 stdin=subprocess.DEVNULL, env=env, start_new_session=True)
-        watch = _Progress(run_dir / "records.jsonl")
+        records = _Progress(run_dir / "records.jsonl")
         bar = _bar(seconds, f"loadkit {run_id}", progress)
         started = time.monotonic()
         try:
             while proc.poll() is None:
                 with contextlib.suppress(subprocess.TimeoutExpired):
                     proc.wait(timeout=0.5)
-                watch.update()
+                records.update()
+                if watch is not None:
+                    watch(run_dir)
                 elapsed = time.monotonic() - started
                 bar.n = min(round(elapsed), bar.total)
-                bar.set_postfix_str(f"batches {watch.batches:,}  items/s "
-                                    f"{watch.items / max(elapsed, 1e-9):,.0f}  "
-                                    f"failed {watch.failed:,}", refresh=True)
+                bar.set_postfix_str(f"batches {records.batches:,}  items/s "
+                                    f"{records.items / max(elapsed, 1e-9):,.0f}  "
+                                    f"failed {records.failed:,}", refresh=True)
         except KeyboardInterrupt:
             interrupted = True
             bar.set_postfix_str("interrupted: stopping locust …", refresh=True)
@@ -195,6 +201,8 @@ def run(users: int = 1, spawn_rate: float | None = None, run_time: str | float =
             bar.close()
 
     code = proc.returncode
+    if watch is not None and run_dir.is_dir():
+        watch(run_dir)
     if locustfile != LOCUSTFILE and Path(locustfile).name == f".{run_id}.locustfile.py":
         Path(locustfile).unlink(missing_ok=True)
     if not run_dir.is_dir():
