@@ -32,9 +32,8 @@ import httpx
 import psutil
 
 from loadkit import wire
-from loadkit.client import BatchClient
+from loadkit.client import BatchClient, RetryPolicy
 from loadkit.generators import BatchSpec, GeneratedBatch
-from loadkit.retry import RetryPolicy
 from loadkit.server import ReferenceServer
 
 KEY = wire.DEFAULT_LOCAL_SECRET_KEY

@@ -1,6 +1,7 @@
 """Locust user cost: client CPU seconds per million items, loadkit's user vs a FastHttpUser.
 
-Run: ``python bench/locust_user.py [--seconds 15] [--users 4] [--items 20000]``.
+Run: ``python bench/locust_user.py [--seconds 15] [--users 4] [--items 20000] [--runs 3]
+[--experiments] [--loadkit-args '--chunk-bytes 262144']``.
 
 One reference server (its own process, ``max_items`` raised to the batch size) serves two
 headless locust runs of this file, one after the other, with the same users, batch size and
@@ -14,7 +15,18 @@ duration:
 
 Each locust process's own CPU time (user + system, ``time.process_time()`` from test start
 to test stop, so interpreter start-up and imports are left out) is divided by the items the
-server accepted from it. Target: loadkit ÷ FastHttpUser ≤ 1.3.
+server accepted from it. loadkit's user also *generates* every batch, which FastHttpUser does
+not; that cost is measured apart (this process, no locust: ``chunks()`` of the same batches,
+after one warm-up batch: the payload pools are built once per process, ~30 ms, which a run
+amortizes; without the warm-up the figure was inflated by 40-150 %).
+Target: loadkit ÷ (FastHttpUser + generation) ≤ 1.3, the runs alternated ``--runs`` times
+(median and spread of the per-run ratios printed).
+
+``--experiments`` adds loadkit users changed by monkeypatches in this file (loadkit itself is
+untouched), to tell where loadkit's CPU goes: ``LoadkitPregen`` (every batch's chunks
+generated once and replayed: the client's own cost without generation),
+``LoadkitNoBook`` (no record, no locust events, no record writing) and ``LoadkitBigChunks``
+(``--chunk-bytes 262144``).
 
 This file is also the locustfile both runs use (the driver re-runs it under ``locust``).
 """
@@ -23,6 +35,8 @@ from __future__ import annotations
 
 import argparse
 import os
+import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -32,7 +46,7 @@ if "locust" in sys.modules or os.environ.get("LOADKIT_BENCH_LOCUSTFILE"):
     # --- the locustfile side ---------------------------------------------------------------
     import time
 
-    from locust import events, task
+    from locust import User, events, task
     from locust.contrib.fasthttp import FastHttpUser
 
     from loadkit import wire
@@ -43,6 +57,45 @@ if "locust" in sys.modules or os.environ.get("LOADKIT_BENCH_LOCUSTFILE"):
 
     class LoadkitBench(BatchUser):
         """loadkit's user as it is."""
+
+    class LoadkitBigChunks(BatchUser):
+        """loadkit's user as it is (the driver passes ``--chunk-bytes 262144``)."""
+
+    class LoadkitPregen(BatchUser):
+        """loadkit's user whose batches replay chunks generated once (no generation cost)."""
+
+        def on_start(self) -> None:
+            super().on_start()
+            from loadkit.generators import GeneratedBatch  # noqa: PLC0415
+
+            if not getattr(GeneratedBatch, "_bench_cached", False):
+                original = GeneratedBatch.chunks
+                cache: dict[tuple[int, int | None], list[bytes]] = {}
+
+                def chunks(self, chunk_bytes=None):
+                    key = (self.run_count, chunk_bytes)
+                    if key not in cache:
+                        cache[key] = list(original(self, chunk_bytes))
+                    return iter(cache[key])
+
+                GeneratedBatch.chunks = chunks
+                GeneratedBatch._bench_cached = True
+
+    def _send_no_bookkeeping(user: BatchUser) -> None:
+        from loadkit.locust_users import _run  # noqa: PLC0415
+
+        result = user.batch_client.send(_run.options.spec.batch(_run.next_seq()))
+        ITEMS[0] += result.items_accepted
+
+    class LoadkitNoBook(User):
+        """loadkit's user without its per-batch bookkeeping (record, events, writing): a
+        plain User with BatchUser's start and stop (a BatchUser subclass would inherit its
+        task too: locust gathers the tasks of the base classes)."""
+
+        wait_time = BatchUser.wait_time
+        on_start = BatchUser.on_start
+        on_stop = BatchUser.on_stop
+        tasks = [_send_no_bookkeeping]  # noqa: RUF012
 
     class FastBench(FastHttpUser):
         """The same bytes, pre-encoded once, posted by locust's fastest HTTP user."""
@@ -91,6 +144,8 @@ def wire_key() -> str:
 
 def _measure(user_class: str, url: str, args: argparse.Namespace, results: Path) -> dict:
     """Run one locust process and return its CPU seconds and items accepted."""
+    results = Path(tempfile.mkdtemp(dir=results))  # one results dir per run (every user
+    # class loads loadkit's plugin, so every run leaves a run directory)
     env = {k: v for k, v in os.environ.items() if not k.startswith(("LOCUST_", "TRIGGER_"))}
     env.update(LOADKIT_BENCH_LOCUSTFILE="1", TRIGGER_SECRET_KEY=wire_key())
     argv = [
@@ -100,12 +155,16 @@ def _measure(user_class: str, url: str, args: argparse.Namespace, results: Path)
         "--payload-bytes", str(args.payload_bytes), "--results-dir", str(results),
         "--only-summary", "--loglevel", "WARNING",
     ]
+    if user_class.startswith("Loadkit"):
+        argv += args.loadkit_args.split()
+    if user_class == "LoadkitBigChunks":
+        argv += ["--chunk-bytes", "262144"]
     proc = subprocess.run(argv, env=env, capture_output=True, text=True, check=False)
     if proc.returncode not in (0, 1):
         sys.exit(f"{user_class} run failed (exit {proc.returncode}):\n{proc.stderr[-3000:]}")
     cpu = float(next(ln.split()[1] for ln in proc.stdout.splitlines()
                      if ln.startswith("BENCH_CPU")))
-    if user_class == "FastBench":
+    if user_class in ("FastBench", "LoadkitNoBook"):
         lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("BENCH_ITEMS")]
         items = int(lines[-1].split()[1]) if lines else 0
     else:
@@ -114,9 +173,7 @@ def _measure(user_class: str, url: str, args: argparse.Namespace, results: Path)
         (run_dir,) = [p for p in results.iterdir() if p.is_dir()]
         table = read_records(run_dir)
         items = sum(table.column("items_accepted").to_pylist())
-        for child in run_dir.iterdir():
-            child.unlink()
-        run_dir.rmdir()
+    shutil.rmtree(results, ignore_errors=True)
     return {"cpu": cpu, "items": items}
 
 
@@ -126,25 +183,63 @@ def main() -> None:
     parser.add_argument("--users", type=int, default=4)
     parser.add_argument("--items", type=int, default=20_000)
     parser.add_argument("--payload-bytes", type=int, default=64)
+    parser.add_argument("--runs", type=int, default=3,
+                        help="alternated runs of each user (median and spread shown)")
+    parser.add_argument("--loadkit-args", default="",
+                        help="extra run options for the loadkit users, e.g. '--chunk-bytes 262144'")
+    parser.add_argument("--experiments", action="store_true",
+                        help="also run the monkeypatched loadkit users (see the docstring)")
     args = parser.parse_args()
 
     from loadkit.server import ReferenceServer  # noqa: PLC0415
 
+    names = ["LoadkitBench", "FastBench"]
+    if args.experiments:
+        names += ["LoadkitPregen", "LoadkitNoBook", "LoadkitBigChunks"]
     print(f"{args.users} users, {args.items:,}-item batches of {args.payload_bytes}-byte "
-          f"payloads, {args.seconds} s each, one reference server (own process)")
-    figures = {}
+          f"payloads, {args.seconds} s each, one reference server (own process); "
+          f"{args.runs} alternated runs" + (f"; loadkit args {args.loadkit_args!r}"
+                                             if args.loadkit_args else ""))
+    figures: dict[str, list[float]] = {name: [] for name in [*names, "generation"]}
     with ReferenceServer(max_items=args.items) as server, \
             tempfile.TemporaryDirectory() as tmp:
-        for name in ("LoadkitBench", "FastBench"):
-            m = _measure(name, server.url, args, Path(tmp))
-            per_m = m["cpu"] / (m["items"] / 1e6) if m["items"] else float("nan")
-            figures[name] = per_m
-            print(f"{name:13s} items {m['items']:>12,}  {m['items'] / args.seconds / 1e6:6.2f} "
-                  f"M items/s  client CPU {m['cpu']:6.2f} s  = {per_m:6.3f} CPU s per M items")
-    ratio = figures["LoadkitBench"] / figures["FastBench"]
-    print(f"ratio loadkit / FastHttpUser (CPU per item): {ratio:.2f}  (target <= 1.3)")
-    print(f"of loadkit's figure, generating the batches from their seed alone (this process, "
-          f"no locust): {_generation_cpu(args):.3f} CPU s per M items")
+        for run in range(args.runs):
+            for name in names:
+                m = _measure(name, server.url, args, Path(tmp))
+                per_m = m["cpu"] / (m["items"] / 1e6) if m["items"] else float("nan")
+                figures[name].append(per_m)
+                print(f"run {run + 1} {name:16s} items {m['items']:>12,}  "
+                      f"{m['items'] / args.seconds / 1e6:6.2f} M items/s  client CPU "
+                      f"{m['cpu']:6.2f} s  = {per_m:6.3f} CPU s per M items", flush=True)
+            figures["generation"].append(_generation_cpu(args))
+            print(f"run {run + 1} generation alone (this process, no locust): "
+                  f"{figures['generation'][-1]:.3f} CPU s per M items", flush=True)
+    med = {k: statistics.median(v) for k, v in figures.items()}
+    print(f"\nmedians of {args.runs} runs, CPU s per M items: " + ", ".join(
+        f"{k} {v:.3f}" for k, v in med.items()))
+    fast_ratio = [lk / fb for lk, fb in zip(figures["LoadkitBench"], figures["FastBench"],
+                                             strict=True)]
+    print(f"ratio loadkit / FastHttpUser (CPU per item): "
+          f"{med['LoadkitBench'] / med['FastBench']:.2f}  (per run {_spread(fast_ratio)})")
+    ratios = [lk / (fb + g) for lk, fb, g in zip(figures["LoadkitBench"], figures["FastBench"],
+                                                  figures["generation"], strict=True)]
+    print(f"ratio loadkit / (FastHttpUser + generation): {med['LoadkitBench']:.3f} / "
+          f"({med['FastBench']:.3f} + {med['generation']:.3f}) = "
+          f"{med['LoadkitBench'] / (med['FastBench'] + med['generation']):.2f}  "
+          f"(per run {_spread(ratios)}; target <= 1.3)")
+    if "LoadkitPregen" in med:
+        in_situ = med["LoadkitBench"] - med["LoadkitPregen"]
+        print(f"generation in situ (LoadkitBench - LoadkitPregen): {in_situ:.3f} CPU s per M "
+              f"items; ratio with it: {med['LoadkitBench'] / (med['FastBench'] + in_situ):.2f}")
+    for name in names[2:]:
+        print(f"  {name:16s} {med[name]:.3f} CPU s per M items = "
+              f"{med[name] / med['LoadkitBench'] * 100:5.1f} % of LoadkitBench; "
+              f"its ratio to (FastHttpUser + generation): "
+              f"{med[name] / (med['FastBench'] + med['generation']):.2f}")
+
+
+def _spread(values: list[float]) -> str:
+    return ", ".join(f"{v:.2f}" for v in sorted(values))
 
 
 def _generation_cpu(args: argparse.Namespace) -> float:
@@ -154,6 +249,8 @@ def _generation_cpu(args: argparse.Namespace) -> float:
 
     spec = BatchSpec.parse(items=args.items, max_items=args.items,
                            payload_bytes=args.payload_bytes)
+    for _chunk in spec.batch(10**6).chunks():  # warm-up: the payload pools are built once
+        pass  # per process (on the first batch), which a run's many batches amortize
     start = time.process_time()
     batches = max(1, 400_000 // args.items)
     for seq in range(batches):
