@@ -13,6 +13,7 @@ import argparse
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from loadkit import wire
 from loadkit.errors import ConfigError, LoadkitError
@@ -30,6 +31,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_serve(subparsers)
     _add_send(subparsers)
     _add_check(subparsers)
+    _add_compare(subparsers)
     _add_report(subparsers)
     _add_smoke(subparsers)
     _add_capacity(subparsers)
@@ -153,9 +155,24 @@ def _add_check(subparsers: argparse._SubParsersAction) -> None:
         default=None,
         metavar="EXPR",
         help="e.g. 'p95(total_ms) < 2000', repeatable (default: the run's own thresholds, "
-        "else the CI smoke defaults)",
+        "else the CI smoke defaults; with --baseline or --write-baseline: none unless given)",
     )
+    _add_baseline_flags(p)
+    p.add_argument("--write-baseline", default=None, metavar="FILE",
+                   help="write RUN_DIR's baseline.json to FILE (a few kB, to commit) for "
+                   "later --baseline FILE")
     p.set_defaults(func=_cmd_check)
+
+
+def _add_baseline_flags(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--baseline", default=None, metavar="BASE",
+                   help="gate on a known-good run: a baseline.json or a run directory; exit 3 "
+                   "when a gated figure is worse beyond its tolerance with 95 %% confidence")
+    p.add_argument("--tolerance", action="append", default=None, metavar="FIGURE=VALUE",
+                   help="with --baseline: e.g. 'p95(total_ms)=10%%', 'error_rate=0', "
+                   "'mb_per_s=5%%' (gates it too) or 'items_per_s=off', repeatable (default: "
+                   "p95(total_ms)=10%%, items_per_s=10%%, error_rate=0, seal_rate=0, "
+                   "violations=0)")
 
 
 def _cmd_check(args: argparse.Namespace) -> int:
@@ -166,8 +183,12 @@ def _cmd_check(args: argparse.Namespace) -> int:
         print(f"loadkit check: error: no run directory at {args.run_dir}; give a "
               "run's folder, e.g. results/<run id>", file=sys.stderr)
         return ExitCode.CONFIG
+    regression = args.baseline is not None or args.write_baseline is not None
+    if args.tolerance and args.baseline is None:
+        print("loadkit check: error: --tolerance needs --baseline BASE", file=sys.stderr)
+        return ExitCode.CONFIG
     texts = args.threshold
-    if not texts:
+    if not texts and not regression:
         try:
             texts = records.read_run_meta(args.run_dir).get("options", {}).get("threshold")
         except LoadkitError:
@@ -178,13 +199,107 @@ def _cmd_check(args: argparse.Namespace) -> int:
     except ThresholdError as exc:
         print(f"loadkit check: error: {exc}", file=sys.stderr)
         return ExitCode.CONFIG
-    table = records.read_records(args.run_dir)
-    return thresholds.check_thresholds(parsed, table, out=sys.stdout).exit_code
+    baseline = tolerances = None
+    if args.baseline is not None:
+        loaded = _load_baseline("check", args.baseline, args.tolerance)
+        if isinstance(loaded, int):
+            return loaded
+        baseline, tolerances = loaded
+    codes = [ExitCode.OK]
+    if args.write_baseline is not None:
+        from loadkit.regression import BaselineError, write_baseline  # noqa: PLC0415
+
+        try:
+            written = write_baseline(args.run_dir, args.write_baseline)
+        except BaselineError as exc:
+            print(f"loadkit check: error: {exc}", file=sys.stderr)
+            return ExitCode.CONFIG
+        size = Path(args.write_baseline).stat().st_size
+        print(f"baseline written: {args.write_baseline} ({written.batches:,} batches, "
+              f"{written.duration_s:,.1f} s, {size / 1000:,.1f} kB)")
+    if parsed:
+        table = records.read_records(args.run_dir)
+        codes.append(thresholds.check_thresholds(parsed, table, out=sys.stdout).exit_code)
+    if baseline is not None:
+        from loadkit.regression import gate  # noqa: PLC0415
+
+        result = gate(args.run_dir, baseline, tolerances)
+        print(result.table)
+        codes.append(result.exit_code)
+    return max(codes)
+
+
+def _load_baseline(command: str, path: str, tolerance: list[str] | None) -> Any:
+    """(baseline digest, tolerances), or exit code 2 after one line on stderr."""
+    from loadkit.regression import (  # noqa: PLC0415 - pandas only when asked
+        BaselineError,
+        ToleranceError,
+        load_baseline,
+        parse_tolerances,
+    )
+
+    try:
+        return load_baseline(path), parse_tolerances(tolerance)
+    except (BaselineError, ToleranceError) as exc:
+        print(f"loadkit {command}: error: {exc}", file=sys.stderr)
+        return int(ExitCode.CONFIG)
+
+
+# --- compare -----------------------------------------------------------------------------
+
+
+def _add_compare(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser(
+        "compare",
+        help="compare run B with baseline A: change, 95 %% interval and verdict per figure",
+        description="For each key figure (items/s, MB/s, p50/p95/p99 of total, create and "
+        "stream ms, stall share, seal and error rates, retries and 429s per batch, "
+        "violations): A, B, the change, its 95 %% bootstrap interval and a verdict (worse, "
+        "better, same: whole interval beyond the tolerance or not). A and B are run "
+        "directories or baseline.json files. Exit 0 (2 on bad input); to fail on a "
+        "regression use loadkit check B --baseline A.",
+    )
+    p.add_argument("baseline", metavar="A", help="the baseline: a run directory or "
+                   "baseline.json")
+    p.add_argument("candidate", metavar="B", help="the candidate: a run directory or "
+                   "baseline.json")
+    p.add_argument("--tolerance", action="append", default=None, metavar="FIGURE=VALUE",
+                   help="tolerance of a figure's verdict, e.g. 'p95(total_ms)=10%%' "
+                   "(default: 10 %% for rates and latencies, 1 pp for stall share, 0 for the "
+                   "rest)")
+    p.set_defaults(func=_cmd_compare)
+
+
+def _cmd_compare(args: argparse.Namespace) -> int:
+    from loadkit.regression import (  # noqa: PLC0415
+        BaselineError,
+        ToleranceError,
+        compare,
+        format_table,
+        load_baseline,
+        parse_tolerances,
+        run_digest,
+    )
+
+    try:
+        tolerances = parse_tolerances(args.tolerance)
+        base = load_baseline(args.baseline)
+        cand = run_digest(args.candidate)
+    except (BaselineError, ToleranceError) as exc:
+        print(f"loadkit compare: error: {exc}", file=sys.stderr)
+        return ExitCode.CONFIG
+    if cand.batches == 0:
+        print(f"loadkit compare: error: {args.candidate}: the run has no batches",
+              file=sys.stderr)
+        return ExitCode.CONFIG
+    print(format_table(compare(cand, base, tolerances)))
+    return ExitCode.OK
 
 
 # --- smoke -------------------------------------------------------------------------------
 
 SMOKE_THRESHOLDS_FILE = "thresholds.txt"
+SMOKE_REGRESSION_FILE = "regression.txt"
 
 
 def _add_smoke(subparsers: argparse._SubParsersAction) -> None:
@@ -194,8 +309,10 @@ def _add_smoke(subparsers: argparse._SubParsersAction) -> None:
         description="A short headless locust run (loadkit.run: locustfiles/stream.py in a "
         "subprocess) against --host, else $TRIGGER_API_URL, else the embedded reference "
         "server; then RUN_DIR/report/report.html and RUN_DIR/thresholds.txt. Prints the "
-        "thresholds table and the paths. Exit 0 when every threshold passes, 3 when one "
-        "fails, 2 on a bad option or unwritable results directory, 4 when the target rejects "
+        "thresholds table and the paths; with --baseline BASE also the regression table "
+        "(RUN_DIR/regression.txt). Exit 0 when every threshold passes (and no gated figure "
+        "is worse than the baseline beyond its tolerance), 3 when one fails, 2 on a bad "
+        "option, baseline or unwritable results directory, 4 when the target rejects "
         "the key (TRIGGER_SECRET_KEY), 1 when locust could not run. Any further run option "
         "goes after '--', e.g. -- --items 50 --payload-bytes 512.",
     )
@@ -209,6 +326,7 @@ def _add_smoke(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--results-dir", default="results", metavar="DIR",
                    help="where the run directory goes (default results)")
     p.add_argument("--run-id", default=None, metavar="ID", help="name of the run directory")
+    _add_baseline_flags(p)
     p.add_argument("run_options", nargs=argparse.REMAINDER, metavar="-- OPTION ...",
                    help="further run options as locust flags, after '--'")
     p.set_defaults(func=_cmd_smoke)
@@ -229,6 +347,15 @@ def _cmd_smoke(args: argparse.Namespace) -> int:
     except ThresholdError as exc:
         print(f"loadkit smoke: error: {exc}", file=sys.stderr)
         return ExitCode.CONFIG
+    if args.tolerance and args.baseline is None:
+        print("loadkit smoke: error: --tolerance needs --baseline BASE", file=sys.stderr)
+        return ExitCode.CONFIG
+    baseline = tolerances = None
+    if args.baseline is not None:  # a bad baseline stops before any load
+        loaded = _load_baseline("smoke", args.baseline, args.tolerance)
+        if isinstance(loaded, int):
+            return loaded
+        baseline, tolerances = loaded
     extra = list(args.run_options or [])
     if extra and extra[0] == "--":
         extra = extra[1:]
@@ -245,6 +372,11 @@ def _cmd_smoke(args: argparse.Namespace) -> int:
         return code or ExitCode.FAILED
     check = thresholds.check_thresholds(parsed, table)
     text = check.table
+    gated = None
+    if baseline is not None:
+        from loadkit.regression import gate  # noqa: PLC0415
+
+        gated = gate(run_dir, baseline, tolerances)
 
     import warnings  # noqa: PLC0415
 
@@ -252,6 +384,8 @@ def _cmd_smoke(args: argparse.Namespace) -> int:
 
     try:
         path = records.atomic_write(run_dir / SMOKE_THRESHOLDS_FILE, text + "\n")
+        if gated is not None:
+            records.atomic_write(run_dir / SMOKE_REGRESSION_FILE, gated.table + "\n")
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
             report = write_report(run_dir)
@@ -262,14 +396,18 @@ def _cmd_smoke(args: argparse.Namespace) -> int:
     for w in caught:
         print(f"loadkit smoke: warning: {w.message}", file=sys.stderr)
     print(text)
+    if gated is not None:
+        print(gated.table)
     print(f"run directory: {run_dir}")
     print(f"report:        {report}")
     print(f"thresholds:    {path}")
+    if gated is not None:
+        print(f"regression:    {run_dir / SMOKE_REGRESSION_FILE}")
     print(f"locust log:    {result.log}")
     if code not in (ExitCode.OK, ExitCode.FAILED, ExitCode.THRESHOLDS_FAILED):
         print(f"loadkit smoke: locust exited with code {code}; see {result.log}", file=sys.stderr)
         return int(code) if code else ExitCode.FAILED
-    return check.exit_code
+    return max(check.exit_code, gated.exit_code if gated is not None else ExitCode.OK)
 
 
 # --- capacity ----------------------------------------------------------------------------
