@@ -14,7 +14,7 @@ group       settings
             ``verify_timeout``
             → :class:`~loadkit.client.ClientConfig`
 ``run``     how the run goes: ``results_dir``, ``threshold``, ``arrival_rate``, ``wait``,
-            ``drop_after``, ``run_id`` → :class:`RunSettings`
+            ``drop_after``, ``run_id``, ``baseline`` → :class:`RunSettings`
 ``server``  knobs of the embedded reference server (used only when no target is given):
             ``server_enqueue_delay``, ``server_error_rate`` … →
             :class:`~loadkit.server.ServerConfig`
@@ -147,6 +147,9 @@ _RUN_DEFS = (
               "seconds is recorded as outcome 'dropped'", "float", "run", "SECONDS"),
     OptionDef("run_id", None, "name of the run's results folder (default: UTC time + random "
               "suffix)", "str", "run", "ID"),
+    OptionDef("baseline", None, "gate the run against a known-good one at its end: a "
+              "baseline.json (loadkit check RUN --write-baseline FILE) or a run directory; a "
+              "gated figure worse beyond its tolerance sets exit code 3", "str", "run", "BASE"),
 )
 
 _CAPACITY_DEFS = (
@@ -285,6 +288,8 @@ class RunSettings:
     wait: tuple[float, float] = (0.0, 0.0)
     drop_after: float = 1.0
     run_id: str | None = None
+    baseline: Path | None = None
+    """A baseline.json or run directory to gate the run against at its end (None: no gate)."""
 
     @property
     def open_model(self) -> bool:
@@ -359,6 +364,12 @@ def parse_options(**settings: object) -> RunOptions:
         run_id = str(run_id).strip()
         if not run_id or "/" in run_id or "\\" in run_id or run_id in (".", ".."):
             raise ConfigError("run_id", raw["run_id"], "a folder name (no slashes)")
+    baseline = None
+    if raw["baseline"] is not None and str(raw["baseline"]).strip():
+        baseline = Path(str(raw["baseline"]).strip()).expanduser()
+        if not baseline.exists():
+            raise ConfigError("baseline", raw["baseline"], "an existing baseline.json or run "
+                              "directory (loadkit check RUN --write-baseline FILE)")
     run = RunSettings(
         results_dir=Path(results_dir),
         thresholds=parse_thresholds(threshold_texts(raw["threshold"])),
@@ -366,6 +377,7 @@ def parse_options(**settings: object) -> RunOptions:
         wait=_wait(raw["wait"]),
         drop_after=parse_float("drop_after", raw["drop_after"], 0.0, above=True),
         run_id=run_id or None,
+        baseline=baseline,
     )
 
     server = {o.name.removeprefix("server_"): settings[o.name] for o in _SERVER_DEFS
@@ -384,6 +396,7 @@ def parse_options(**settings: object) -> RunOptions:
     text.update(
         results_dir=str(run.results_dir), arrival_rate=run.arrival_rate,
         wait=str(raw["wait"]), drop_after=run.drop_after, run_id=run.run_id,
+        baseline=str(run.baseline) if run.baseline is not None else None,
     )
     text.update({"server_" + k: str(v) for k, v in server.items()})
     capacity = None
