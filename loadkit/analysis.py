@@ -996,7 +996,15 @@ def crosscheck(run: Run) -> pd.DataFrame | None:
 
 def compare(run_a: Run | pd.DataFrame, run_b: Run | pd.DataFrame) -> pd.DataFrame:
     """Two runs side by side: summary figures, latency percentiles and backpressure, with
-    ``difference`` (b − a) and ``change`` (b ÷ a − 1)."""
+    ``difference`` (b − a) and ``change`` (b ÷ a − 1); for the key figures of
+    :mod:`loadkit.regression` (a is the baseline, b the candidate) also ``ci_low`` and
+    ``ci_high``, the 95 % bootstrap interval of ``change`` for rates and latencies and of
+    ``difference`` for shares, per-batch figures and violations, and ``verdict`` (``worse``,
+    ``better``, ``same``: whether the whole interval is beyond the figure's tolerance, 10 %
+    for rates and latencies). ``loadkit compare A B`` prints the same figures."""
+    from loadkit.regression import FIGURES  # noqa: PLC0415 - the figures' one definition
+    from loadkit.regression import compare as regression_compare  # noqa: PLC0415
+
     def figures(run: Run | pd.DataFrame) -> pd.Series:
         s = summary(run).astype(float)
         lat = latency(run)
@@ -1006,6 +1014,8 @@ def compare(run_a: Run | pd.DataFrame, run_b: Run | pd.DataFrame) -> pd.DataFram
         bp = backpressure(run)
         extra["stall_fraction_p90"] = bp["stall_fraction_p90"]
         extra["stalled_share"] = bp["stalled_share"]
+        extra["retries_per_batch"] = _ratio(s["retries"], s["batches"])
+        extra["rate_limited_per_batch"] = _ratio(s["rate_limited"], s["batches"])
         return pd.concat([s, pd.Series(extra, dtype=float)])
 
     a, b = figures(run_a), figures(run_b)
@@ -1016,5 +1026,14 @@ def compare(run_a: Run | pd.DataFrame, run_b: Run | pd.DataFrame) -> pd.DataFram
     out["difference"] = b - a
     with np.errstate(divide="ignore", invalid="ignore"):
         out["change"] = (b / a - 1).where(a != 0)
+    out["ci_low"] = out["ci_high"] = math.nan
+    out["verdict"] = pd.Series(None, index=out.index, dtype=object)
+    if len(_sent(_frame(run_a))) and len(_sent(_frame(run_b))):
+        key = regression_compare(run_b, run_a)
+        for fig in FIGURES:
+            if fig.old_row in out.index:
+                out.loc[fig.old_row, ["ci_low", "ci_high"]] = key.loc[
+                    fig.key, ["ci_low", "ci_high"]].to_numpy(dtype=float)
+                out.loc[fig.old_row, "verdict"] = key.at[fig.key, "verdict"]
     out.index.name = "figure"
     return out

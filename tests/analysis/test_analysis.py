@@ -259,7 +259,11 @@ def test_crosscheck_against_server_counters(run_a, run_b):
 def test_compare(run_a, run_b):
     """Two runs side by side with difference and relative change."""
     cmp = analysis.compare(run_a, run_b)
-    assert list(cmp.columns) == ["run-a", "run-b", "difference", "change"]
+    assert list(cmp.columns) == ["run-a", "run-b", "difference", "change", "ci_low",
+                                 "ci_high", "verdict"]
+    assert cmp.loc["total_ms_p95", "verdict"] in ("worse", "better", "same")
+    assert cmp.loc["total_ms_p95", "ci_low"] <= cmp.loc["total_ms_p95", "ci_high"]
+    assert pd.isna(cmp.loc["items", "verdict"])
     assert cmp.loc["items"].tolist()[:3] == [639, 400, -239]
     assert cmp.loc["items", "change"] == approx(400 / 639 - 1)
     assert cmp.loc["total_ms_p50", "run-b"] == approx(350)
