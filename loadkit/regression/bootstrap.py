@@ -9,6 +9,15 @@ function applied to the k-th smallest of ``n`` uniforms, which is ``Beta(k, n �
 interpolation between ranks) directly: the exact distribution of the bootstrap percentile in
 O(resamples), whatever the number of batches, instead of materialising resamples.
 
+Percentiles when slow batches cluster in time. Resampling single batches assumes they are
+independent; on a shared machine they are not (a busy second makes a run of slow batches),
+and the interval comes out too narrow. The variance of a percentile estimate is that of the
+share of batches above it, divided by the density there squared (Woodruff), so the ratio of
+the share's block-bootstrap variance (over time windows, as below) to its binomial variance
+— the design effect — is the factor by which clustering widens it. :func:`design_effect`
+measures it from per-window counts of batches above the run's own percentile; the batch
+draws are then stretched about the point by its square root (never narrowed: at least 1).
+
 Ratios of sums (a circular moving-block bootstrap over time windows). Figures such as items/s
 or the error rate are sums over the run divided by sums over the run; windows next to each
 other are correlated (a slow second slows every batch in it), so resampling batches, or
@@ -22,7 +31,7 @@ import math
 
 import numpy as np
 
-__all__ = ["RESAMPLES", "block_indices", "block_length", "percentile_draws",
+__all__ = ["RESAMPLES", "block_indices", "block_length", "design_effect", "percentile_draws",
            "percentile_point", "ratio_draws"]
 
 RESAMPLES = 4000
@@ -98,3 +107,15 @@ def percentile_draws(rng: np.random.Generator, values: np.ndarray, counts: np.nd
 
     lo = quantile(u_lo)
     return lo + frac * (quantile(u_hi) - lo) if frac else lo
+
+
+def design_effect(above: np.ndarray, counted: np.ndarray, idx: np.ndarray) -> float:
+    """Block-bootstrap variance of Σ above ÷ Σ counted over windows ``idx``, divided by its
+    binomial variance: how much time clustering widens a percentile's interval (≥ 1)."""
+    n = float(np.sum(counted))
+    share = float(np.sum(above)) / n if n else math.nan
+    if not n or idx.shape[1] < 2 or share in (0.0, 1.0) or math.isnan(share):
+        return 1.0
+    draws = ratio_draws(above, counted, idx)
+    block_var = float(np.nanvar(draws))
+    return max(1.0, block_var / (share * (1 - share) / n))

@@ -23,7 +23,8 @@ import numpy as np
 from loadkit.errors import LoadkitError, RecordsError
 from loadkit.metrics import RecordColumns
 from loadkit.records import RECORDS_JSONL, RECORDS_PARQUET, RUN_META, SCHEMA_VERSION
-from loadkit.regression.figures import LATENCY_FIELDS
+from loadkit.regression.bootstrap import percentile_point
+from loadkit.regression.figures import LATENCY_FIELDS, PERCENTILES
 from loadkit.vocabulary import FAILURE_OUTCOMES, SUCCESS_OUTCOMES
 
 __all__ = [
@@ -51,7 +52,10 @@ WINDOW_SUMS: tuple[str, ...] = (
     "seconds", "batches", "items", "bytes", "sealed", "failed", "retries", "rate_limited",
     "violations", "stall_ms", "stream_ms",
 )
-"""Per-window sums a digest keeps: the numerators and denominators of the ratio figures."""
+"""Per-window sums a digest keeps: the numerators and denominators of the ratio figures.
+For each latency field it also keeps ``n(FIELD)`` (batches with a value) and
+``above_pNN(FIELD)`` (batches above the run's own percentile): the clustering of slow batches
+in time, which widens the percentiles' intervals (see :mod:`loadkit.regression.bootstrap`)."""
 _IGNORED_OPTIONS = frozenset({"results_dir", "run_id", "threshold", "baseline",
                               "keep_chunk_timings"})
 """Options that do not change what a run measures (left out of a digest's settings)."""
@@ -100,7 +104,7 @@ class Digest:
         def numbers(values: np.ndarray) -> list[Any]:
             if np.issubdtype(values.dtype, np.integer):
                 return [int(v) for v in values]
-            return [round(float(v), 6) for v in values]
+            return [float(v) for v in values]
 
         return {
             "loadkit_baseline": BASELINE_FORMAT,
@@ -109,8 +113,8 @@ class Digest:
             "source": self.source,
             "created_at": self.created_at,
             "batches": self.batches,
-            "duration_s": round(self.duration_s, 6),
-            "window_s": round(self.window_s, 6),
+            "duration_s": self.duration_s,
+            "window_s": self.window_s,
             "windows": {k: numbers(v) for k, v in self.windows.items()},
             "latency": {
                 "bins_per_decade": BINS_PER_DECADE,
@@ -178,6 +182,8 @@ def digest(records: Any, meta: dict[str, Any] | None = None, *, source: str = ""
         first, duration = 0.0, math.nan
     if window_s is None:
         window_s = max(MIN_WINDOW_S, duration / TARGET_WINDOWS) if duration > 0 else 1.0
+    window_s = round(window_s, 6)
+    duration = round(duration, 6) if batches else duration
     n_windows = math.floor(duration / window_s) + 1 if batches and duration >= 0 else 0
     if n_windows:
         end_at = np.where(np.isnan(ended), first, ended)
@@ -208,12 +214,21 @@ def digest(records: Any, meta: dict[str, Any] | None = None, *, source: str = ""
     }
     latency: dict[str, tuple[np.ndarray, np.ndarray]] = {}
     for name in LATENCY_FIELDS:
-        values = column(name)
-        values = values[~np.isnan(values)]
-        if values.size:
-            bins, counts = np.unique(bin_of(values), return_counts=True)
-            latency[name] = (bins, counts.astype(np.int64))
+        all_values = column(name)
+        has = ~np.isnan(all_values)
+        values = all_values[has]
+        if not values.size:
+            continue
+        bins, counts = np.unique(bin_of(values), return_counts=True)
+        latency[name] = (bins, counts.astype(np.int64))
+        windows[f"n({name})"] = sums(has.astype(float))
+        all_bins = np.where(has, bin_of(np.nan_to_num(all_values)), np.iinfo(np.int64).min)
+        for p in PERCENTILES:
+            q = percentile_point(bins, counts, p)  # on bin numbers: the point's own bin
+            windows[f"above_p{p:g}({name})"] = sums((all_bins > q).astype(float))
     version = meta.get("schema_version")
+    for key in ("seconds", "stall_ms", "stream_ms"):  # as baseline.json keeps them
+        windows[key] = np.round(windows[key], 6)
     return Digest(
         run_id=str(meta.get("run_id") or source or "run"), source=source,
         schema_version=int(version) if isinstance(version, (int, str)) and
@@ -242,9 +257,11 @@ def _from_json(data: Any, path: Path) -> Digest:
                             f"loadkit reads format {BASELINE_FORMAT}: write it again with "
                             "loadkit check RUN --write-baseline FILE")
     try:
-        windows = {k: np.asarray(data["windows"][k],
-                                 dtype=float if k in ("seconds", "stall_ms", "stream_ms")
-                                 else np.int64) for k in WINDOW_SUMS}
+        windows = {k: np.asarray(v, dtype=float if k in ("seconds", "stall_ms", "stream_ms")
+                                 else np.int64) for k, v in data["windows"].items()}
+        missing = [k for k in WINDOW_SUMS if k not in windows]
+        if missing:
+            raise KeyError("windows." + missing[0])
         lat = data.get("latency") or {}
         if lat and lat.get("bins_per_decade", BINS_PER_DECADE) != BINS_PER_DECADE:
             raise BaselineError(f"{path}: latency histogram of {lat['bins_per_decade']} bins "

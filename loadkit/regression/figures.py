@@ -10,10 +10,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-__all__ = ["DEFAULT_GATE", "FIGURES", "FIGURE_KEYS", "LATENCY_FIELDS", "Figure", "figure"]
+__all__ = ["DEFAULT_GATE", "FIGURES", "FIGURE_KEYS", "LATENCY_FIELDS", "PERCENTILES", "Figure",
+           "figure"]
 
 LATENCY_FIELDS: tuple[str, ...] = ("total_ms", "create_ms", "stream_ms")
 """Record fields whose distribution a digest keeps as a histogram."""
+PERCENTILES: tuple[float, ...] = (50, 95, 99)
+"""The percentiles compared of each latency field."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,7 +64,7 @@ FIGURES: tuple[Figure, ...] = (
            old_row="items_per_s"),
     Figure("mb_per_s", "MB/s", "MB/s", True, "ratio", True, "bytes", "seconds", scale=1e-6,
            old_row="mb_per_s"),
-    *(_pct(p, f) for f in LATENCY_FIELDS for p in (50, 95, 99)),
+    *(_pct(p, f) for f in LATENCY_FIELDS for p in PERCENTILES),
     Figure("stall_share", "stall share", "share", False, "ratio", False, "stall_ms",
            "stream_ms", old_row="stalled_share", tolerance=0.01),
     Figure("seal_rate", "seal rate", "share", True, "ratio", False, "sealed", "batches",

@@ -22,6 +22,7 @@ from loadkit.errors import LoadkitError
 from loadkit.regression.bootstrap import (
     RESAMPLES,
     block_indices,
+    design_effect,
     percentile_draws,
     percentile_point,
     ratio_draws,
@@ -132,7 +133,14 @@ def _draws(d: Digest, fig: Figure, rng: np.random.Generator, idx: np.ndarray,
         hist = d.histogram(fig.field)
         if hist is None:
             return np.full(resamples, np.nan)
-        return percentile_draws(rng, *hist, fig.percentile, resamples)
+        draws = percentile_draws(rng, *hist, fig.percentile, resamples)
+        above = d.windows.get(f"above_p{fig.percentile:g}({fig.field})")
+        counted = d.windows.get(f"n({fig.field})")
+        if above is None or counted is None:
+            return draws
+        factor = math.sqrt(design_effect(above, counted, idx))
+        point = _point(d, fig)
+        return point + factor * (draws - point)
     if fig.kind == "count":
         return np.full(resamples, _point(d, fig))
     return ratio_draws(d.windows[fig.numerator] * fig.scale, d.windows[fig.denominator], idx)

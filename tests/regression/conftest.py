@@ -1,0 +1,58 @@
+"""Synthetic runs with known distributions, and real short runs, for the regression tests."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+import pandas as pd
+import pytest
+
+
+def synthetic_records(rng: np.random.Generator, *, n: int = 6000, users: int = 2,
+                      median_ms: float = 8.0, sigma: float = 0.5,
+                      scale: float = 1.0) -> pd.DataFrame:
+    """Closed-model records: ``users`` users send batches back to back, each batch's total
+    latency lognormal (median ``median_ms`` × ``scale``, shape ``sigma``), 100 items each."""
+    per = n // users
+    lat = rng.lognormal(np.log(median_ms), sigma, (users, per)) * scale
+    end = (1_700_000_000.0 + np.cumsum(lat, axis=1) / 1000).ravel()
+    lat = lat.ravel()
+    return pd.DataFrame({
+        "run_id": "synthetic", "user_id": np.repeat(np.arange(users), per),
+        "started_at": end - lat / 1000, "ended_at": end, "total_ms": lat,
+        "create_ms": lat * 0.4, "stream_ms": lat * 0.6, "items_accepted": 100,
+        "bytes_sent": 30_000, "attempts": 1, "rate_limited": 0, "violations": 0,
+        "stall_ms": 0.0, "outcome": "sealed",
+    })
+
+
+@pytest.fixture(scope="session")
+def synth() -> Callable[..., pd.DataFrame]:
+    """The synthetic record maker (see :func:`synthetic_records`)."""
+    return synthetic_records
+
+
+@pytest.fixture(scope="session")
+def real_runs(tmp_path_factory):
+    """Three real 4-second runs against the embedded server (2 users): a baseline and one
+    with the same settings, run at the same time so that other work on this shared machine
+    loads both alike, then one whose server delays every create by 30 ms."""
+    import warnings  # noqa: PLC0415
+    from concurrent.futures import ThreadPoolExecutor  # noqa: PLC0415
+
+    import loadkit  # noqa: PLC0415
+
+    results = tmp_path_factory.mktemp("regression-runs")
+
+    def one(name: str, **extra: str):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            run = loadkit.run(users=2, run_time="4s", progress=False, results_dir=results,
+                              run_id=name, **extra)
+        assert run.exit_code == 0, run.log.read_text()[-2000:] if run.log else name
+        return run.path
+
+    with ThreadPoolExecutor(2) as pool:
+        base, same = pool.map(one, ("base", "same"))
+    return {"base": base, "same": same, "delayed": one("delayed", server_create_delay="0.03")}
