@@ -25,7 +25,7 @@ PUBLIC_MODULES = {
     "loadkit", "loadkit.client", "loadkit.server", "loadkit.generators", "loadkit.analysis",
     "loadkit.plots", "loadkit.records", "loadkit.thresholds", "loadkit.metrics",
     "loadkit.options", "loadkit.vocabulary", "loadkit.wire", "loadkit.errors",
-    "loadkit.locust", "loadkit.capacity_search",
+    "loadkit.locust", "loadkit.capacity_search", "loadkit.regression",
 }
 OLD_PATHS = {"loadkit.retry": "loadkit.client.retry", "loadkit.result": "loadkit.client.result",
              "loadkit.transport": "loadkit.client.transport",
