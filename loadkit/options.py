@@ -290,10 +290,12 @@ class RunSettings:
     run_id: str | None = None
     baseline: Path | None = None
     """A baseline.json or run directory to gate the run against at its end (None: no gate)."""
+    capacity: bool = False
+    """A capacity search sets the open model's rate step by step (``arrival_rate`` is 0)."""
 
     @property
     def open_model(self) -> bool:
-        return self.arrival_rate > 0
+        return self.arrival_rate > 0 or self.capacity
 
 
 @dataclass(frozen=True)
@@ -378,6 +380,7 @@ def parse_options(**settings: object) -> RunOptions:
         drop_after=parse_float("drop_after", raw["drop_after"], 0.0, above=True),
         run_id=run_id or None,
         baseline=baseline,
+        capacity=parse_bool("capacity", raw["capacity"], empty=False),
     )
 
     server = {o.name.removeprefix("server_"): settings[o.name] for o in _SERVER_DEFS
@@ -400,7 +403,10 @@ def parse_options(**settings: object) -> RunOptions:
     )
     text.update({"server_" + k: str(v) for k, v in server.items()})
     capacity = None
-    if parse_bool("capacity", raw["capacity"], empty=False):
+    if run.capacity:
+        if run.arrival_rate > 0:
+            raise ConfigError("arrival_rate", raw["arrival_rate"], "0 (unset) in a capacity "
+                              "search: the search sets the offered rate step by step")
         capacity = SearchSettings.parse(
             start=raw["capacity_start"], max=raw["capacity_max"],
             step_seconds=raw["step_seconds"], resolution=raw["resolution"],

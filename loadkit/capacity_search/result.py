@@ -30,7 +30,8 @@ STEPS_JSONL = "capacity_steps.jsonl"
 STEP_COLUMNS = (
     "number", "offered_items_per_s", "achieved_items_per_s", "offered_mb_per_s",
     "achieved_mb_per_s", "p50_ms", "p95_ms", "p99_ms", "stall_share", "drop_rate",
-    "rate_limited", "error_rate", "violations", "client_cpu", "lag_p95_ms", "batches",
+    "rate_limited", "error_rate", "violations", "client_cpu", "lag_p95_ms", "service_p95_ms",
+    "batches",
     "window_start", "window_s", "duration_s", "latency_bound_ms", "held", "limited_by",
     "failed_on",
 )
@@ -65,7 +66,7 @@ def answer_text(answer: dict[str, Any]) -> str:
         text = f"capacity {knee:,.0f} items/s"
         mb = answer.get("knee_mb_per_s")
         if mb:
-            text += f" ({mb:,.1f} MB/s)"
+            text += f" ({mb:,.1f} MB/s)" if mb >= 0.1 else f" ({mb * 1000:,.1f} kB/s)"
         text += f", limited by {limit}"
     note = answer.get("note")
     return text + (f". {note}" if note else "")

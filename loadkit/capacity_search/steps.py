@@ -22,7 +22,8 @@ import numpy as np
 from loadkit.capacity_search.settings import Bounds
 from loadkit.vocabulary import FAILURE_OUTCOMES, SUCCESS_OUTCOMES, Outcome
 
-__all__ = ["Limit", "StepStats", "judge_step", "limited_by", "measure_step"]
+__all__ = ["Limit", "StepStats", "generator_saturated", "judge_step", "limited_by",
+           "measure_step"]
 
 
 class Limit(StrEnum):
@@ -72,6 +73,8 @@ class StepStats:
     """The load generator's CPU as a share of one core (the busiest process)."""
     lag_p95_ms: float = math.nan
     """Schedule lag: actual start − intended start, p95 over the batches sent."""
+    service_p95_ms: float = math.nan
+    """The target's own time: actual start → answer (``total_ms``), p95."""
     duration_s: float = 0.0
     """Wall time of the step: its load, its decision and any drain after it."""
     latency_bound_ms: float = math.nan
@@ -109,8 +112,14 @@ def measure_step(number: int, offered_items_per_s: float, window_start: float,
     stats.items_offered = int(sum(r.get("run_count") or 0 for r in mine))
     item_bytes = _mean_item_bytes(sent)
     stats.offered_mb_per_s = offered_items_per_s * item_bytes / 1e6
-    # achieved: what the target took from this step's batches, over the step's own window
-    done_in_window = [r for r in sent if r.get("ended_at") is not None and r["ended_at"] < end]
+    # achieved: the rate at which the target finished this step's batches, over a window as
+    # long as the step's, shifted by their median latency (a target that keeps up finishes
+    # them at the offered rate, one that does not at its own, however long the queue)
+    finished = [r for r in sent if r.get("ended_at") is not None]
+    shift = float(np.median([r["ended_at"] - r["intended_at"] for r in finished])) \
+        if finished else 0.0
+    done_in_window = [r for r in finished
+                      if window_start + shift <= r["ended_at"] < end + shift]
     stats.achieved_items_per_s = sum(r.get("items_accepted") or 0 for r in done_in_window) \
         / window_s
     stats.achieved_mb_per_s = sum(r.get("bytes_sent") or 0 for r in done_in_window) \
@@ -131,6 +140,9 @@ def measure_step(number: int, offered_items_per_s: float, window_start: float,
     lag = np.array([(r["started_at"] - r["intended_at"]) * 1000.0 for r in sent
                     if r.get("started_at") is not None], dtype=float)
     stats.lag_p95_ms = _pct(lag, 95)
+    service = np.array([r["total_ms"] for r in sent if r.get("total_ms") is not None],
+                       dtype=float)
+    stats.service_p95_ms = _pct(service, 95)
     return stats
 
 
@@ -162,17 +174,29 @@ def judge_step(stats: StepStats, bounds: Bounds, latency_bound_ms: float) -> Ste
     stats.latency_bound_ms = latency_bound_ms
     stats.held = not failed
     stats.failed_on = failed
-    stats.limited_by = None if stats.held else limited_by(stats, bounds).value
+    stats.limited_by = None if stats.held else limited_by(stats, bounds, latency_bound_ms).value
     return stats
 
 
-def limited_by(stats: StepStats, bounds: Bounds) -> Limit:
+def generator_saturated(stats: StepStats, bounds: Bounds, latency_bound_ms: float) -> bool:
+    """The load generator, not the target, kept starts late: its CPU near a full core, or
+    a schedule lag (actual − intended start) that outgrew the target's own time per batch
+    (every user busy: the target answers each batch in time, but there are too few users
+    to start them on time)."""
+    if stats.client_cpu >= bounds.max_client_cpu:
+        return True
+    lag, service = stats.lag_p95_ms, stats.service_p95_ms
+    return (math.isfinite(lag) and lag > 0.1 * latency_bound_ms
+            and (not math.isfinite(service) or lag > service))
+
+
+def limited_by(stats: StepStats, bounds: Bounds, latency_bound_ms: float) -> Limit:
     """What stopped a step that failed: errors first (they make every other figure
     meaningless), then 429s, then a saturated generator, else the target's ingest."""
     if stats.violations or stats.error_rate > bounds.max_error_rate:
         return Limit.ERRORS
     if stats.rate_limited:
         return Limit.RATE_LIMIT
-    if stats.client_cpu >= bounds.max_client_cpu:
+    if generator_saturated(stats, bounds, latency_bound_ms):
         return Limit.CLIENT
     return Limit.TARGET_INGEST

@@ -8,6 +8,9 @@ from __future__ import annotations
 
 import time
 
+import gevent
+
+from .messages import CPU_EVERY_S
 from .owner import RunOwner
 from .schedule import Plan
 
@@ -21,6 +24,15 @@ class LocalRole(RunOwner):
 
     def on_test_start(self) -> None:
         self.schedule.set_plan(Plan(run_id=self.run_id, index=0, count=1, t0=time.time()))
+        if self.capacity is not None:
+            gevent.spawn(self._sample_cpu)
+            self.capacity.start()
+
+    def _sample_cpu(self) -> None:
+        """The capacity search's view of this process's CPU (its users are the generator)."""
+        while self.recording is not None and not self.recording.finished:
+            self.cpu.add(self.name, time.time(), time.process_time())
+            gevent.sleep(CPU_EVERY_S)
 
     def on_test_stop(self) -> None:
         if self.recording is not None:

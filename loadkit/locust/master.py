@@ -19,7 +19,16 @@ from locust.runners import STATE_MISSING
 
 from loadkit.options import RunOptions
 
-from .messages import MSG_ABORT, MSG_CHUNKS, MSG_FINAL, MSG_FINAL_DONE, MSG_PLAN, MSG_RECORDS
+from .messages import (
+    MSG_ABORT,
+    MSG_CHUNKS,
+    MSG_CPU,
+    MSG_FINAL,
+    MSG_FINAL_DONE,
+    MSG_PLAN,
+    MSG_RATE,
+    MSG_RECORDS,
+)
 from .owner import RunOwner
 from .schedule import Plan
 
@@ -48,6 +57,7 @@ class MasterRole(RunOwner):
         runner.register_message(MSG_CHUNKS, self._on_chunks)
         runner.register_message(MSG_FINAL_DONE, self._on_final_done)
         runner.register_message(MSG_ABORT, self._on_abort)
+        runner.register_message(MSG_CPU, self._on_cpu)
 
     # -- test start and stop ---------------------------------------------------------------
 
@@ -60,6 +70,19 @@ class MasterRole(RunOwner):
         for index, client_id in enumerate(clients):
             plan = Plan(run_id=self.run_id, index=index, count=len(clients), t0=t0)
             runner.send_message(MSG_PLAN, plan.as_message(), client_id=client_id)
+        if self.capacity is not None:
+            self.schedule.set_plan(Plan(run_id=self.run_id, index=0, count=1, t0=t0))
+            self.capacity.start()
+
+    def set_rate(self, at: float, rate: float) -> int:
+        """The new rate, here and on every worker (each numbers the same starts)."""
+        runner = self.environment.runner
+        for client_id in sorted(runner.clients):
+            try:
+                runner.send_message(MSG_RATE, {"at": at, "rate": rate}, client_id=client_id)
+            except Exception:
+                log.warning("loadkit: could not send the new rate to worker %s", client_id)
+        return super().set_rate(at, rate)
 
     def on_test_stop(self) -> None:
         self.gather_final()
@@ -98,8 +121,7 @@ class MasterRole(RunOwner):
         rows = msg.data or []
         for row in rows:
             row["run_id"] = self.run_id
-        if self.recording is not None:
-            self.recording.write(rows)
+        self.take(rows)
         for row in rows:
             self.watch_auth(row.get("error_kind"), row.get("outcome"))
 
@@ -111,6 +133,10 @@ class MasterRole(RunOwner):
 
     def _on_final_done(self, environment: Any, msg: Any, **_kw: Any) -> None:
         self.final_done.add(msg.node_id)
+
+    def _on_cpu(self, environment: Any, msg: Any, **_kw: Any) -> None:
+        data = msg.data or {}
+        self.cpu.add(str(msg.node_id), float(data.get("at", 0.0)), float(data.get("cpu", 0.0)))
 
     def _on_abort(self, environment: Any, msg: Any, **_kw: Any) -> None:
         self.abort(msg.data or "aborted by a worker")

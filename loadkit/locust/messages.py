@@ -10,13 +10,17 @@ message                direction        data
 ``loadkit_final``      master → worker  none: stop your users, send what is left, then answer
 ``loadkit_final_done`` worker → master  none: every record of this worker has been sent
 ``loadkit_abort``      worker → master  the reason the run must stop early (a string)
+``loadkit_rate``       master → worker  a capacity search's new rate: ``{"at", "rate"}``
+                                        (epoch s, batch starts per second, whole run)
+``loadkit_cpu``        worker → master  ``{"at", "cpu"}``: the worker's CPU seconds so far
+                                        (every :data:`CPU_EVERY_S` in a capacity search)
 =====================  ===============  ===================================================
 """
 
 from __future__ import annotations
 
-__all__ = ["MSG_ABORT", "MSG_CHUNKS", "MSG_FINAL", "MSG_FINAL_DONE", "MSG_PLAN", "MSG_RECORDS",
-           "ROWS_PER_MESSAGE"]
+__all__ = ["CPU_EVERY_S", "MSG_ABORT", "MSG_CHUNKS", "MSG_CPU", "MSG_FINAL", "MSG_FINAL_DONE",
+           "MSG_PLAN", "MSG_RATE", "MSG_RECORDS", "ROWS_PER_MESSAGE"]
 
 MSG_PLAN = "loadkit_plan"
 MSG_RECORDS = "loadkit_records"
@@ -24,6 +28,11 @@ MSG_CHUNKS = "loadkit_chunks"
 MSG_FINAL = "loadkit_final"
 MSG_FINAL_DONE = "loadkit_final_done"
 MSG_ABORT = "loadkit_abort"
+MSG_RATE = "loadkit_rate"
+MSG_CPU = "loadkit_cpu"
+
+CPU_EVERY_S = 0.5
+"""Seconds between samples of a load generator's CPU during a capacity search."""
 
 ROWS_PER_MESSAGE = 2000
 """A worker sends its buffered rows in messages of at most this many."""

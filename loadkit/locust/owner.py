@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any, NoReturn
 from urllib.parse import urlsplit, urlunsplit
 
 import gevent
+import numpy as np
 from locust import __version__ as locust_version
 
 from loadkit import __version__ as loadkit_version
@@ -29,7 +30,9 @@ from loadkit import records as rec
 from loadkit import wire
 from loadkit.errors import ConfigError, RecordsError, ServerError
 from loadkit.options import RunOptions, new_run_id
+from loadkit.vocabulary import ExitCode
 
+from .capacity import CapacityController, CpuSamples
 from .recording import Recording
 from .role import Role, exit_at_start_up
 from .schedule import Plan
@@ -56,6 +59,10 @@ class RunOwner(Role):
         super().__init__(environment, options, secret_key)
         self.server: ReferenceServer | None = None
         self.recording: Recording | None = None
+        self.capacity: CapacityController | None = None
+        """The capacity search, when ``--capacity true``."""
+        self.cpu = CpuSamples()
+        """The load generators' CPU (this process's own users, or the workers')."""
 
     # -- start ----------------------------------------------------------------------------
 
@@ -110,7 +117,30 @@ class RunOwner(Role):
         self.run_id = run_id
         self.schedule.set_plan(Plan(run_id=run_id, index=0, count=1, t0=time.time()))
         self.worker_id = "local"
+        if self.options.capacity is not None:
+            spec = self.options.spec
+            sizes = spec.items.sample(np.random.default_rng(0), 100_000, low=1,
+                                      high=spec.max_items)
+            self.capacity = CapacityController(self, self.options.capacity,
+                                               float(sizes.mean()),
+                                               distributed=self.name == "master")
         sys.stderr.write(f"loadkit: run {run_id}: records in {run_dir}\n")
+
+    @property
+    def run_dir(self) -> Path | None:
+        return None if self.recording is None else self.recording.run_dir
+
+    # -- the open model's rate (a capacity search) -----------------------------------------
+
+    def set_rate(self, at: float, rate: float) -> int:
+        """From epoch time ``at`` on, ``rate`` batch starts per second across the run;
+        returns the first batch number the new rate schedules."""
+        return self.timetable().set_rate(at, rate)
+
+    def stop_run(self) -> None:
+        """End the run (a capacity search that has its answer)."""
+        self._stop_early("the capacity search is over")
+        gevent.spawn_later(0.1, self.timetable().wake)  # users waiting for a start give up
 
     def _meta(self, run_id: str) -> dict[str, Any]:
         """run.json as written at the start (completed at the end)."""
@@ -140,8 +170,15 @@ class RunOwner(Role):
     # -- records --------------------------------------------------------------------------
 
     def add(self, record: dict[str, Any]) -> None:
+        self.take((record,))
+
+    def take(self, rows: Sequence[dict[str, Any]]) -> None:
+        """Batch records of the run (this process's users' or a worker's): written, and
+        shown to the capacity search."""
         if self.recording is not None:
-            self.recording.write((record,))
+            self.recording.write(rows)
+        if self.capacity is not None:
+            self.capacity.observe(rows)
 
     def add_chunks(self, rows: Sequence[dict[str, Any]]) -> None:
         if self.recording is not None:
@@ -164,6 +201,8 @@ class RunOwner(Role):
     def on_quitting(self) -> None:
         if self.recording is None or self.recording.finished:
             return
+        if self.capacity is not None:
+            self.capacity.finish()
         self.gather_final()
         code = self.finish_run()
         self._stop_server()
@@ -183,8 +222,13 @@ class RunOwner(Role):
         if self.server is not None:
             with contextlib.suppress(Exception):
                 extra["server_stats"] = self.server.stats()
-        return self.recording.finish(thresholds=self.options.run.thresholds,
+        if self.capacity is not None and self.capacity.answer is not None:
+            extra["capacity"] = {k: v for k, v in self.capacity.answer.items() if k != "steps"}
+        code = self.recording.finish(thresholds=self.options.run.thresholds,
                                      aborted=self.aborted, extra_meta=extra)
+        if code is None and self.capacity is not None:
+            code = ExitCode.OK  # the answer is the product: failed steps are not a failure
+        return code
 
     def _stop_server(self) -> None:
         if self.server is not None:

@@ -19,16 +19,22 @@ from __future__ import annotations
 
 import itertools
 import sys
+import time
 from collections.abc import Sequence
 from typing import Any, ClassVar, NoReturn
+
+from locust.runners import STATE_CLEANUP, STATE_STOPPED, STATE_STOPPING
 
 from loadkit.options import RunOptions
 from loadkit.vocabulary import ExitCode, Outcome
 
-from .schedule import Schedule
+from .schedule import Schedule, Timetable
 
 __all__ = ["AUTH_STREAK", "Role", "exit_at_start_up"]
 
+_STOPPING = frozenset({STATE_STOPPING, STATE_STOPPED, STATE_CLEANUP})
+_RECHECK_S = 1.0
+"""A user waiting for a start looks at the timetable again at least this often."""
 AUTH_STREAK = 3
 """Consecutive 401 batches (with none accepted before) after which the run stops itself."""
 
@@ -94,11 +100,33 @@ class Role:
         """Closed model: the number of this process's next batch."""
         return self.schedule.next_seq()
 
+    def timetable(self) -> Timetable:
+        """Open model: the current plan's timetable (a capacity search's starts paused)."""
+        return self.schedule.timetable(self.options.run.arrival_rate)
+
     def next_start(self) -> tuple[int, float]:
         """Open model: the number and due time (epoch s) of this process's next start."""
-        rate = self.options.run.arrival_rate
-        assert rate is not None
-        return self.schedule.next_start(rate)
+        return self.timetable().next_start()
+
+    def wait_for_start(self, seq: int) -> float | None:
+        """Open model: sleep until batch ``seq`` is due, timed again whenever the timetable
+        changes (a capacity search's next step); returns its due time, or None when the run
+        stops first (a start the timetable paused is never sent)."""
+        while True:
+            timetable = self.timetable()
+            due = timetable.start_time(seq)
+            now = time.time()
+            if due <= now:
+                return due
+            if self.stopping:
+                return None
+            timetable.changed.wait(timeout=min(due - now, _RECHECK_S))
+
+    @property
+    def stopping(self) -> bool:
+        """The run is stopping: users waiting for a start give up."""
+        runner = getattr(self.environment, "runner", None)
+        return runner is not None and runner.state in _STOPPING
 
     # -- stopping early -------------------------------------------------------------------
 

@@ -9,6 +9,7 @@ time on one timetable shared by the whole run (:class:`Timetable`).
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -42,21 +43,47 @@ class Plan:
 
 
 class Timetable:
-    """Open model: this process's share of a timetable of starts at ``rate`` per second.
+    """Open model: this process's share of the run's timetable of starts.
 
-    Batch ``seq`` of the whole run starts at ``t0 + seq / rate``. Only
-    :meth:`start_time` knows the rate: a timetable whose rate changes during the run
-    would replace that one method.
+    The timetable is a list of segments, each a rate (starts per second, whole run) from a
+    start time and a first batch number on: batch ``seq`` of a segment begun at ``t`` with
+    number ``s`` is due at ``t + (seq − s) / rate``. A fixed ``--arrival-rate`` is one
+    segment from the plan's origin; a capacity search adds one per step
+    (:meth:`set_rate`, rate 0 pauses), and every process, told the same changes, numbers
+    the same starts. :attr:`changed` wakes the users waiting for a start when the timetable
+    changes, so a start claimed under the old rate is timed by the new one.
     """
 
     def __init__(self, plan: Plan, rate: float) -> None:
         self.plan = plan
-        self.rate = rate
+        self.segments: list[tuple[float, int, float]] = [(plan.t0, 0, rate)]
+        """``(start time, first batch number, rate)``, in order."""
+        self.changed = gevent.event.Event()
         self._taken = 0
 
+    def set_rate(self, at: float, rate: float) -> int:
+        """From epoch time ``at`` on, ``rate`` starts per second; returns the segment's first
+        batch number (the first due at ``at`` or later under the rate before it). Segments
+        that would begin after ``at`` are replaced (a step's planned pause brought forward)."""
+        while len(self.segments) > 1 and self.segments[-1][0] > at:
+            self.segments.pop()
+        t, s, r = self.segments[-1]
+        first = s if r <= 0 else s + max(0, math.ceil((at - t) * r - 1e-9))
+        self.segments.append((at, first, rate))
+        self.wake()
+        return first
+
+    def wake(self) -> None:
+        """Wake every user waiting for a start (the timetable changed, or the run stops)."""
+        changed, self.changed = self.changed, gevent.event.Event()
+        changed.set()
+
     def start_time(self, seq: int) -> float:
-        """When batch ``seq`` of the run is due (epoch seconds)."""
-        return self.plan.t0 + seq / self.rate
+        """When batch ``seq`` of the run is due (epoch seconds; ``inf`` while paused)."""
+        for t, s, r in reversed(self.segments):
+            if seq >= s:
+                return t + (seq - s) / r if r > 0 else math.inf
+        return math.inf
 
     def next_start(self) -> tuple[int, float]:
         """The next start of this process's share: its batch number and due time."""
@@ -90,8 +117,8 @@ class Schedule:
         self._sent += 1
         return seq
 
-    def next_start(self, rate: float) -> tuple[int, float]:
-        """Open model: the next start of this process's share of the timetable.
+    def timetable(self, rate: float) -> Timetable:
+        """The open model's timetable of the current plan.
 
         ``rate`` (starts per second, whole run) is read when the plan's timetable is first
         used: a worker's options arrive with locust's spawn message, after its plan.
@@ -99,4 +126,8 @@ class Schedule:
         if self._timetable is None:
             assert self.plan is not None
             self._timetable = Timetable(self.plan, rate)
-        return self._timetable.next_start()
+        return self._timetable
+
+    def next_start(self, rate: float) -> tuple[int, float]:
+        """Open model: the next start of this process's share of the timetable."""
+        return self.timetable(rate).next_start()

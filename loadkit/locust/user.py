@@ -14,6 +14,7 @@ import time
 
 import gevent
 from locust import User, task
+from locust.exception import StopUser
 
 from loadkit import wire
 
@@ -117,5 +118,8 @@ class BatchUser(User):
                                         now=now, drop_after=drop_after))
                 continue
             if intended_at > now:
-                gevent.sleep(intended_at - now)
+                due = role.wait_for_start(seq)
+                if due is None:  # the run stops: this start is not sent
+                    raise StopUser
+                intended_at = due
             return seq, intended_at

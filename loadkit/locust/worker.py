@@ -10,6 +10,7 @@ every second, when a test stops and when it quits. When the master finishes it a
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Sequence
 from typing import Any
 
@@ -20,11 +21,14 @@ from loadkit.options import RunOptions
 
 from .flags import parse_given_options
 from .messages import (
+    CPU_EVERY_S,
     MSG_ABORT,
     MSG_CHUNKS,
+    MSG_CPU,
     MSG_FINAL,
     MSG_FINAL_DONE,
     MSG_PLAN,
+    MSG_RATE,
     MSG_RECORDS,
     ROWS_PER_MESSAGE,
 )
@@ -53,7 +57,9 @@ class WorkerRole(Role):
         self.worker_id = runner.client_id
         runner.register_message(MSG_PLAN, self._on_plan)
         runner.register_message(MSG_FINAL, self._on_final)
+        runner.register_message(MSG_RATE, self._on_rate)
         gevent.spawn(self._send_loop)
+        self._cpu_loop: Any = None
 
     def on_test_start(self) -> None:
         # the master's options came with the spawn message: parse them again
@@ -111,6 +117,23 @@ class WorkerRole(Role):
         plan = Plan.from_message(msg.data)
         self.run_id = plan.run_id
         self.schedule.set_plan(plan)
+
+    def _on_rate(self, environment: Any, msg: Any, **_kw: Any) -> None:
+        """A capacity search's next step: the same change the master made to its timetable."""
+        data = msg.data or {}
+        self.timetable().set_rate(float(data["at"]), float(data["rate"]))
+        if self._cpu_loop is None:
+            self._cpu_loop = gevent.spawn(self._send_cpu)
+
+    def _send_cpu(self) -> None:
+        """Tell the master this worker's CPU (the capacity search's view of the generator)."""
+        runner = self.environment.runner
+        while True:
+            try:
+                runner.send_message(MSG_CPU, {"at": time.time(), "cpu": time.process_time()})
+            except Exception:
+                log.debug("loadkit: could not send the CPU sample", exc_info=True)
+            gevent.sleep(CPU_EVERY_S)
 
     def _on_final(self, environment: Any, msg: Any, **_kw: Any) -> None:
         """The master is finishing: stop the users, send every record left, then say done."""
