@@ -48,7 +48,9 @@ def test_ingest_cap_of_20000_is_the_knee_and_found_within_120_s(tmp_path):
     assert elapsed < 120, f"the search took {elapsed:.0f} s"
     lines = [line for line in out.splitlines() if line.startswith("step ")]
     assert len(lines) == len(answer["steps"]) >= 5
-    assert "capacity " in out and "items/s" in out and "limited by target_ingest" in out
+    assert "capacity " in out
+    assert "items/s" in out
+    assert "limited by target_ingest" in out
     run_dir = Path(answer["run_dir"])
     assert json.loads((run_dir / CAPACITY_JSON).read_text()) == answer
     table = read_records(run_dir)  # every step's batches, in one run directory
@@ -87,7 +89,8 @@ def test_a_generator_that_cannot_keep_up_is_reported_as_client(tmp_path):
     assert cap.limited_by == "client"
     assert cap.lower_bound
     assert "lower bound" in cap.answer["note"]
-    assert cap.knee is not None and cap.knee <= 2 / 0.05 * 100 * 1.1
+    assert cap.knee is not None
+    assert cap.knee <= 2 / 0.05 * 100 * 1.1
     assert Capacity.load(cap.path).knee == cap.knee
     steps = cap.steps
     assert list(steps.index) == list(range(1, len(steps) + 1))
