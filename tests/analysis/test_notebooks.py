@@ -29,7 +29,7 @@ def _papermill(src: Path, out: Path, cwd: Path, **params: str) -> dict:
     return json.loads(out.read_text(encoding="utf-8"))
 
 
-@pytest.mark.parametrize("name", ["quickstart.ipynb", "analyze_run.ipynb"])
+@pytest.mark.parametrize("name", ["quickstart.ipynb", "analyze_run.ipynb", "capacity.ipynb"])
 def test_notebooks_are_committed_without_outputs(name):
     """No outputs or execution counts in the committed notebooks; a parameters cell exists."""
     nb = json.loads((NOTEBOOKS / name).read_text(encoding="utf-8"))
@@ -61,3 +61,24 @@ def test_quickstart_then_analyze_run(tmp_path):
                  *runs[0].rglob("*")]:
         if path.is_file():
             assert KEY.encode() not in path.read_bytes(), path
+
+
+@pytest.mark.slow
+def test_capacity_notebook_finds_the_ingest_cap(tmp_path):
+    """capacity.ipynb runs a search to its answer and draws the capacity picture."""
+    out = _papermill(NOTEBOOKS / "capacity.ipynb", tmp_path / "capacity.ipynb", tmp_path,
+                     start="4000", step_seconds="2", ingest_rate="10000",
+                     results_dir=str(tmp_path / "results"))
+    errors = [o for c in out["cells"] for o in c.get("outputs", [])
+              if o.get("output_type") == "error"]
+    assert not errors
+    text = "".join(t for c in out["cells"] for o in c.get("outputs", [])
+                   for t in (o.get("text") or o.get("data", {}).get("text/plain") or []))
+    assert "capacity " in text
+    assert "limited by" in text
+    images = [o for c in out["cells"] for o in c.get("outputs", [])
+              if "image/png" in o.get("data", {})]
+    assert images, "the capacity picture was not drawn"
+    runs = [p for p in (tmp_path / "results").iterdir() if p.is_dir()]
+    assert (runs[0] / "capacity.json").exists()
+    assert KEY.encode() not in (tmp_path / "capacity.ipynb").read_bytes()
