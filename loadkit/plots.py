@@ -279,7 +279,8 @@ def capacity(result: Any, ax: Axes | None = None) -> Axes:
     if knee is not None:
         ax.axvline(knee, color="#2e8b57", linestyle="--", linewidth=1.2)
         ax.annotate(f"knee {knee:,.0f} items/s\n({result.limited_by})", xy=(knee, 0),
-                    xytext=(4, 8), textcoords="offset points", color="#2e8b57")
+                    xytext=(-4, 8), textcoords="offset points", color="#2e8b57",
+                    ha="right")
     ax.set_xlabel("offered items/s")
     ax.set_ylabel("achieved items/s")
     ax.set_xlim(0, top)

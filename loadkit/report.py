@@ -146,6 +146,33 @@ def _figures(run: analysis.Run, resolution: float) -> dict[str, bytes]:
     return out
 
 
+def _capacity(run: analysis.Run, out: Path) -> list[str]:
+    """A capacity search's answer, its picture and its steps (nothing for other runs)."""
+    from loadkit.capacity_search import CAPACITY_JSON, Capacity  # noqa: PLC0415
+    from loadkit.capacity_search.result import answer_text  # noqa: PLC0415
+
+    if not (run.path / CAPACITY_JSON).exists():
+        return []
+    try:
+        cap = Capacity.load(run.path)
+    except RecordsError as exc:
+        return ["<h2>Capacity</h2>", f'<p class="warn">{html.escape(str(exc))}</p>']
+    fig = Figure(figsize=(9, 4.5), layout="constrained")
+    plots.capacity(cap, ax=fig.add_subplot())
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=100)
+    atomic_write(out / "capacity.png", buf.getvalue())
+    steps = cap.steps.drop(columns=["window_start", "failed_on"])
+    return [
+        "<h2>Capacity</h2>",
+        f'<p id="capacity-answer"><b>{html.escape(answer_text(cap.answer))}</b></p>',
+        f'<figure><img alt="capacity" src="data:image/png;base64,'
+        f'{base64.b64encode(buf.getvalue()).decode()}"><figcaption class="note">capacity.png'
+        "</figcaption></figure>",
+        _table(steps, "one row per step, in the order they ran"),
+    ]
+
+
 def _when(epoch: Any) -> str:
     try:
         return dt.datetime.fromtimestamp(float(epoch), tz=dt.UTC).strftime(
@@ -206,6 +233,7 @@ def write_report(run_dir: str | Path | analysis.Run, out_dir: str | Path | None 
         f"<h1>loadkit run {html.escape(run.run_id)}</h1>",
         _table(pd.Series(head, name="", dtype=object)),
         f"<ul>{notes}</ul>" if notes else "",
+        *_capacity(run, out),
         "<h2>Summary</h2>", _table(analysis.summary(run).rename("value")),
         "<h2>Thresholds</h2>", f'<p class="note">{html.escape(thresholds_note)}</p>',
         thresholds_html,

@@ -14,6 +14,7 @@ import pytest
 import loadkit
 from loadkit.capacity_search import CAPACITY_JSON, Capacity
 from loadkit.records import read_records
+from loadkit.report import write_report
 
 pytestmark = pytest.mark.slow
 
@@ -60,6 +61,10 @@ def test_ingest_cap_of_20000_is_the_knee_and_found_within_120_s(tmp_path):
     assert in_steps == len(intended) == sum(s["batches"] for s in answer["steps"])
     for key in ("knee_items_per_s", "limited_by", "steps", "run_dir", "bounds"):
         assert key in answer
+    page = write_report(run_dir).read_text(encoding="utf-8")  # the picture in the report
+    assert 'id="capacity-answer"' in page
+    assert "limited by target_ingest" in page
+    assert (run_dir / "report" / "capacity.png").stat().st_size > 10_000
 
 
 def test_ingest_cap_of_60000_is_the_knee(tmp_path):
