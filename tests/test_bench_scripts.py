@@ -16,6 +16,8 @@ BENCH = Path(__file__).resolve().parent.parent / "bench"
         ["analysis.py", "--records", "2000", "--repeat", "1"],
         ["server.py", "--items", "2000", "--repeat", "1", "--big-mb", "4", "--big-seconds", "5"],
         ["client.py", "--items", "2000", "--payload-bytes", "100", "--runs", "1"],
+        ["capacity.py", "--runs", "1", "--step-seconds", "1", "--ingest-rate", "4000",
+         "--start", "2000"],
     ],
 )
 def test_bench_script_runs(argv):
