@@ -102,3 +102,23 @@ def test_a_generator_that_cannot_keep_up_is_reported_as_client(tmp_path):
     failed = steps[~steps["held"].astype(bool)]
     assert (failed["lag_p95_ms"] > failed["service_p95_ms"]).all()
     assert cap.plot() is not None
+
+
+def test_search_with_workers_sets_each_steps_rate_on_every_worker(tmp_path):
+    """locust --processes 2 --capacity true: the master's search finds the knee from both
+    workers' records."""
+    proc = subprocess.run(
+        [sys.executable, "-m", "locust", "-f", str(Path(__file__).parents[2] / "locustfiles"
+                                                   / "stream.py"),
+         "--headless", "-u", "16", "-r", "16", "-t", "150s", "--processes", "2",
+         "--capacity", "true", "--capacity-start", "2000", "--step-seconds", "2",
+         "--server-ingest-rate", "10000", "--results-dir", str(tmp_path)],
+        env=_env(), capture_output=True, text=True, timeout=240, check=False)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    (run_dir,) = [p for p in tmp_path.iterdir() if p.is_dir()]
+    cap = Capacity.load(run_dir)
+    assert cap.limited_by == "target_ingest"
+    assert 9_000 <= cap.knee <= 11_000
+    workers = set(read_records(run_dir).column("worker_id").to_pylist())
+    assert len(workers) == 2
+    assert not cap.steps["client_cpu"].isna().any()  # the workers' CPU reached the master
