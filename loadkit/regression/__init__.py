@@ -25,7 +25,8 @@ the figure (reported, never a failure).
 seed: the same runs give the same table):
 
 - latency percentiles: over batches (each run's batches resampled with replacement; done
-  exactly through order statistics, :mod:`loadkit.regression.bootstrap`);
+  exactly through order statistics, :mod:`loadkit.regression.bootstrap`), stretched by the
+  square root of the design effect when slow batches cluster in time (never narrowed);
 - rates and shares (items/s, MB/s, stall share, seal and error rates, retries and 429s per
   batch): a circular block bootstrap over about 30 time windows of the run, blocks of
   ≈ W^⅓ windows, so that correlation inside a run (a slow second slows every batch in it)
@@ -52,6 +53,9 @@ project's code) written by ``loadkit check RUN --write-baseline FILE`` or
   30 equal windows) the sums ``seconds``, ``batches``, ``items``, ``bytes``, ``sealed``,
   ``failed``, ``retries``, ``rate_limited``, ``violations``, ``stall_ms``, ``stream_ms``:
   every rate and share is a ratio of these sums, and the block bootstrap resamples windows;
+  and per latency field ``n(FIELD)`` (batches with a value) and ``above_pNN(FIELD)``
+  (batches above the run's own p50/p95/p99): how much slow batches cluster in time, which
+  widens the percentiles' intervals (the design effect);
 - ``latency``: for ``total_ms``, ``create_ms`` and ``stream_ms``, a histogram of every
   batch's value on 230 log-spaced bins per decade (``bins`` numbers, ``counts``), each bin
   1 % wide: percentiles within ±0.5 % of the exact ones, and the bootstrap over batches
