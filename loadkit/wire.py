@@ -11,7 +11,10 @@ starts a new line, skipped empty lines included, so the number is what an editor
 
 from __future__ import annotations
 
+import contextlib
 import enum
+import json
+import math
 import re
 from dataclasses import dataclass
 from typing import Any, Literal, overload
@@ -39,17 +42,27 @@ __all__ = [
     "ProcessingError",
     "RetrieveAnswer",
     "StreamAnswer",
+    "batch_id_well_formed",
     "create_body_error",
     "create_path",
     "error_body",
     "index_from_prefix",
     "is_ndjson_content_type",
+    "item_index",
+    "item_index_label",
+    "item_issues",
     "item_schema_error",
+    "js_int",
+    "js_number",
+    "js_number_str",
+    "js_trim",
+    "json_parse",
     "msg",
     "parse_create_response",
     "parse_retrieve_response",
     "parse_stream_response",
     "retrieve_path",
+    "stable_prefix",
     "stream_path",
     "stream_response",
 ]
@@ -66,6 +79,13 @@ STATS_PATH = "/api/loadkit/stats"
 
 def create_path() -> str:
     return CREATE_PATH
+
+
+def batch_id_well_formed(batch_id: str) -> bool:
+    """The friendly-id form the stream route requires (``<entity>_<id>``: exactly one ``_``
+    with text on both sides); another id answers 400 ``Invalid batchFriendlyId``."""
+    entity, sep, rest = batch_id.partition("_")
+    return bool(sep and entity and rest and "_" not in rest)
 
 
 def stream_path(batch_id: str) -> str:
@@ -142,20 +162,31 @@ class msg:
     """Error texts, one function each, so server answers and client checks agree."""
 
     @staticmethod
-    def invalid_json(line: int) -> str:
-        return f"Invalid JSON at line {line}"
+    def invalid_json(line: int, reason: str = "") -> str:
+        """``Invalid JSON at line N: <the parser's reason>`` (the reason varies by runtime)."""
+        text = f"Invalid JSON at line {line}"
+        return f"{text}: {reason}" if reason else text
 
     @staticmethod
     def invalid_utf8(line: int) -> str:
         return f"Invalid UTF-8 at line {line}"
 
     @staticmethod
-    def invalid_item(index: int | str, detail: str) -> str:
-        return f"Invalid item at index {index}: {detail}"
+    def invalid_item(index: int | float | str | None, detail: str) -> str:
+        """``Invalid item at index N: …``, or ``… at unknown index: …`` when the line held no
+        numeric ``index`` (``index`` None); a number is written as JavaScript writes it."""
+        if index is None:
+            return f"Invalid item at unknown index: {detail}"
+        label = index if isinstance(index, str) else js_number_str(index)
+        return f"Invalid item at index {label}: {detail}"
 
     @staticmethod
     def index_out_of_range(index: int, run_count: int) -> str:
-        return f"Invalid item at index {index}: index must be less than runCount ({run_count})"
+        return f"Item index {index} exceeds batch runCount {run_count}"
+
+    @staticmethod
+    def invalid_batch_id(batch_id: str) -> str:
+        return f"Invalid batchFriendlyId: {batch_id}"
 
     @staticmethod
     def batch_not_found(batch_id: str) -> str:
@@ -163,11 +194,11 @@ class msg:
 
     @staticmethod
     def batch_aborted(batch_id: str) -> str:
-        return f"Batch {batch_id} was aborted and accepts no more items"
+        return f"Batch {batch_id} is not in PENDING status (current: ABORTED)"
 
     @staticmethod
     def run_count_over(run_count: int, maximum: int) -> str:
-        return f"runCount {run_count} exceeds the maximum of {maximum} items per batch"
+        return f"Batch runCount of {run_count} exceeds maximum allowed of {maximum}."
 
     @staticmethod
     def unsupported_media_type() -> str:
@@ -204,7 +235,10 @@ class msg:
 
     @staticmethod
     def payload_too_large(size: int, maximum: int) -> str:
-        return f"Item of {size} bytes exceeds the maximum of {maximum} bytes"
+        """The error of an oversized item's pre-failed run (sizes in KB with one decimal)."""
+        return (f"Batch item payload is too large ({size / 1024:.1f} KB). Maximum allowed size "
+                f"is {maximum / 1024:.1f} KB. Reduce the payload size or offload large data to "
+                "external storage.")
 
     @staticmethod
     def invalid_body(detail: str) -> str:
@@ -213,7 +247,7 @@ class msg:
 
     @staticmethod
     def batch_not_found_retrieve() -> str:
-        return "Batch not found"
+        return "Not found"
 
     @staticmethod
     def route_not_found(method: str, path: str) -> str:
@@ -248,19 +282,19 @@ def stream_response(
     enqueued_count: int | None = None,
     expected_count: int | None = None,
 ) -> dict[str, Any]:
-    """A phase-2 200 answer; ``enqueuedCount``/``expectedCount`` only when not sealed."""
+    """A phase-2 200 answer; ``enqueuedCount``/``expectedCount`` only when not sealed,
+    ``runCount`` in every answer (when given)."""
     body: dict[str, Any] = {
         "id": batch_id,
         "itemsAccepted": items_accepted,
         "itemsDeduplicated": items_deduplicated,
         "sealed": sealed,
     }
-    if sealed:
-        if run_count is not None:
-            body["runCount"] = run_count
-    else:
+    if not sealed:
         body["enqueuedCount"] = enqueued_count
         body["expectedCount"] = expected_count
+    if run_count is not None:
+        body["runCount"] = run_count
     return body
 
 
@@ -418,94 +452,375 @@ def parse_retrieve_response(body: object) -> RetrieveAnswer:
                           run_count=_int_field(answer, "runCount", required=False))
 
 
-# --- item schema (BatchItemNDJSON) -------------------------------------------------------
+# --- lines: JavaScript's trim and JSON.parse ---------------------------------------------
 
-_OPTION_TYPES: dict[str, tuple[type, ...]] = {
-    "concurrencyKey": (str, int, float),  # a number is coerced to a string
-    "delay": (str, int, float),
-    "idempotencyKey": (str,),
-    "idempotencyKeyTTL": (str,),
-    "machine": (str,),
-    "maxAttempts": (int,),
-    "maxDuration": (int, float),
-    "metadata": (dict,),
-    "payloadType": (str,),
-    "payloadSize": (int,),
-    "queue": (dict,),
-    "tags": (str, list),
-    "ttl": (str, int, float),
-    "priority": (int, float),
-    "region": (str,),
-    "test": (bool,),
-}
+JS_WHITESPACE = (
+    "\t\n\v\f\r \u00a0\u1680\u2000\u2001\u2002\u2003\u2004\u2005\u2006\u2007\u2008\u2009"
+    "\u200a\u2028\u2029\u202f\u205f\u3000\ufeff"
+)
+"""What JavaScript's ``String.prototype.trim`` removes (a BOM yes; ``\\x1c``–``\\x1f`` and
+U+0085, which Python's ``str.strip`` also removes, no)."""
+
+
+def js_trim(text: str) -> str:
+    return text.strip(JS_WHITESPACE)
+
+
+def _no_constant(name: str) -> object:
+    raise ValueError(f'Unexpected token \'{name[0]}\', "{name}" is not valid JSON')
+
+
+_DECODER = json.JSONDecoder(parse_constant=_no_constant)
+
+
+def json_parse(text: str) -> object:
+    """Parse one trimmed line as JavaScript's ``JSON.parse`` does, for the lines a strict
+    parser refuses: lone surrogate escapes parse, numbers beyond a double become infinite
+    (``1e400``), ``NaN``/``Infinity`` do not parse. ValueError names a reason."""
+    try:
+        value, end = _DECODER.raw_decode(text)
+    except json.JSONDecodeError as exc:
+        if exc.pos >= len(text):
+            raise ValueError("Unexpected end of JSON input") from None
+        raise ValueError(f"Unexpected token '{text[exc.pos]}', \"{text[:32]}\" is not valid "
+                         "JSON") from None
+    if end != len(text):
+        raise ValueError(f"Unexpected non-whitespace character after JSON at position {end}")
+    return value
+
+
+# --- numbers as JavaScript sees them -----------------------------------------------------
+
+_SAFE_INT = 2**53 - 1
+
+
+def js_number(value: object) -> float | None:
+    """The JavaScript number a parsed JSON value is, or None when it is not a number."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    try:
+        return float(value)
+    except OverflowError:
+        return math.inf if value > 0 else -math.inf
+
+
+def js_int(value: object) -> int | None:
+    """The value as an integer when zod's ``int()`` accepts it (whole-valued, safe), else None:
+    ``1.0`` and ``1e0`` are the integer 1."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        return value if -_SAFE_INT <= value <= _SAFE_INT else None
+    if isinstance(value, float) and value.is_integer() and abs(value) <= _SAFE_INT:
+        return int(value)
+    return None
+
+
+def js_number_str(value: float) -> str:
+    """``String(n)`` in JavaScript: ``1``, ``1.5``, ``1e+21``, ``1.5e-7``, ``Infinity``."""
+    if isinstance(value, int) and not isinstance(value, bool) and abs(value) <= _SAFE_INT:
+        return str(value)
+    x = js_number(value)
+    if x is None or math.isnan(x):
+        return "NaN"
+    if math.isinf(x):
+        return "Infinity" if x > 0 else "-Infinity"
+    if x == 0:
+        return "0"
+    sign = "-" if x < 0 else ""
+    mantissa, _, e = repr(abs(x)).partition("e")
+    whole, _, frac = mantissa.partition(".")
+    digits = whole + ("" if frac == "0" else frac)
+    n = len(whole) + (int(e) if e else 0)  # value = 0.<digits> × 10^n
+    stripped = digits.lstrip("0")
+    n -= len(digits) - len(stripped)
+    digits = stripped.rstrip("0") or "0"
+    k = len(digits)
+    if k <= n <= 21:
+        return sign + digits + "0" * (n - k)
+    if 0 < n <= 21:
+        return sign + digits[:n] + "." + digits[n:]
+    if -6 < n <= 0:
+        return sign + "0." + "0" * -n + digits
+    head = digits[0] + ("." + digits[1:] if k > 1 else "")
+    return f"{sign}{head}e{'+' if n > 0 else '-'}{abs(n - 1)}"
+
+
+# --- item schema (BatchItemNDJSON) -------------------------------------------------------
+# The rules of @trigger.dev/core's BatchItemNDJSON zod schema (4.x), restated: see
+# docs/batch-api.md section 5.3. A test checks these decisions against the real schema.
 
 
 def _type_name(value: object) -> str:
+    if isinstance(value, float) and not math.isfinite(value):
+        return "Infinity" if value > 0 else "-Infinity"
     return {dict: "object", list: "array", str: "string", bool: "boolean"}.get(
         type(value), "null" if value is None else "number"
     )
 
 
-def item_schema_error(item: object) -> str | None:
-    """Why a parsed NDJSON line is not a BatchItemNDJSON, or None when it is one.
+MACHINE_PRESETS = ("micro", "small-1x", "small-2x", "medium-1x", "medium-2x", "large-1x",
+                   "large-2x")
+_CONCURRENCY_NAME = re.compile(r"[a-zA-Z0-9_-]{1,122}")
+EXTERNAL_DEPLOYMENT_ID_MAX = 128
+_DATE_MAX_MS = 8.64e15
 
-    ``index``: integer ≥ 0; ``task``: string; ``payload``: any JSON (optional);
-    ``options``: optional object whose known fields have the types the real server
-    accepts. Unknown fields are ignored, as the real server's schema strips them.
-    """
-    if not isinstance(item, dict):
-        return f"expected an object, received {_type_name(item)}"
-    index = item.get("index")
-    if "index" not in item:
-        return "index: Required"
-    if isinstance(index, bool) or not isinstance(index, int):
-        return f"index: Expected integer, received {_type_name(index)}"
-    if index < 0:
-        return "index: Number must be greater than or equal to 0"
-    if "task" not in item:
-        return "task: Required"
-    if not isinstance(item["task"], str):
-        return f"task: Expected string, received {_type_name(item['task'])}"
-    options = item.get("options")
-    if options is None:
-        return None
-    if not isinstance(options, dict):
-        return f"options: Expected object, received {_type_name(options)}"
+Issue = tuple[str, str]
+"""(path, message) of one schema problem."""
+
+
+def _str(value: object, path: str, max_len: int | None = None, min_len: int = 0) -> list[Issue]:
+    if not isinstance(value, str):
+        return [(path, f"Invalid input: expected string, received {_type_name(value)}")]
+    n = len(value)  # zod 4 counts code points (a lone surrogate is one), as Python does
+    if max_len is not None and n > max_len:
+        return [(path, f"Too big: expected string to have <={max_len} characters")]
+    if n < min_len:
+        return [(path, f"Too small: expected string to have >={min_len} characters")]
+    return []
+
+
+def _num(value: object, path: str, *, integer: bool = False,
+         nonnegative: bool = False) -> list[Issue]:
+    x = js_number(value)
+    if x is None or not math.isfinite(x):
+        return [(path, f"Invalid input: expected number, received {_type_name(value)}")]
+    if integer and js_int(value) is None:
+        return [(path, "Invalid input: expected int, received number")]
+    if nonnegative and x < 0:
+        return [(path, "Too small: expected number to be >=0")]
+    return []
+
+
+def _enum(value: object, path: str, allowed: tuple[str, ...]) -> list[Issue]:
+    if value in allowed and isinstance(value, str):
+        return []
+    return [(path, "Invalid option: expected one of " + "|".join(f'"{a}"' for a in allowed))]
+
+
+def _obj(value: object, path: str) -> list[Issue]:
+    if isinstance(value, dict):
+        return []
+    return [(path, f"Invalid input: expected object, received {_type_name(value)}")]
+
+
+def _delay(value: object, path: str) -> list[Issue]:
+    """A string, or anything ``new Date(value)`` makes a valid date of (true, null, a number
+    within ±8.64e15 ms)."""
+    if isinstance(value, str) or value is None or isinstance(value, bool):
+        return []
+    x = js_number(value)
+    if x is not None and math.isfinite(x) and abs(x) <= _DATE_MAX_MS:
+        return []
+    return [(path, "Invalid input")]
+
+
+def _tags(value: object, path: str) -> list[Issue]:
+    if isinstance(value, str):
+        return _str(value, path, 128)
+    if isinstance(value, list):
+        found: list[Issue] = []
+        for k, tag in enumerate(value):
+            found += _str(tag, f"{path}.{k}", 128)
+        return [(path, "Invalid input")] if found else []
+    return [(path, "Invalid input")]
+
+
+def _option_issues(options: dict[str, Any]) -> list[Issue]:
+    found: list[Issue] = []
+    add = found.extend
     for key, value in options.items():
-        allowed = _OPTION_TYPES.get(key)
-        if allowed is None or value is None:
-            continue
-        if isinstance(value, bool) and bool not in allowed:
-            return f"options.{key}: Expected {allowed[0].__name__}, received boolean"
-        if not isinstance(value, allowed):
-            return f"options.{key}: Invalid type, received {_type_name(value)}"
-    queue = options.get("queue")
-    if isinstance(queue, dict) and "name" in queue and not isinstance(queue["name"], str):
-        return "options.queue.name: Expected string"
-    tags = options.get("tags")
-    if isinstance(tags, list) and not all(isinstance(t, str) for t in tags):
-        return "options.tags: Expected string array"
+        p = f"options.{key}"
+        if key == "concurrencyKey":
+            if not isinstance(value, str) and _num(value, p):
+                add([(p, "Invalid input")])
+        elif key == "delay":
+            add(_delay(value, p))
+        elif key == "idempotencyKey":
+            add(_str(value, p, IDEMPOTENCY_KEY_MAX_CHARS))
+        elif key in ("idempotencyKeyTTL", "lockToVersion", "metadataType", "parentAttempt",
+                     "payloadType", "region"):
+            add(_str(value, p))
+        elif key == "idempotencyKeyOptions":
+            add(_obj(value, p) or (_str(value.get("key"), p + ".key")
+                                   + _enum(value.get("scope"), p + ".scope",
+                                           ("run", "attempt", "global"))))
+        elif key == "externalDeploymentId":
+            if value is not None and not (isinstance(value, str) and not js_trim(value)):
+                add(_str(js_trim(value) if isinstance(value, str) else value, p,
+                         EXTERNAL_DEPLOYMENT_ID_MAX))
+        elif key == "machine":
+            add(_enum(value, p, MACHINE_PRESETS))
+        elif key == "maxAttempts":
+            add(_num(value, p, integer=True))
+        elif key in ("maxDuration", "priority"):
+            add(_num(value, p))
+        elif key == "payloadSize":
+            add(_num(value, p, integer=True, nonnegative=True))
+        elif key == "queue":
+            add(_obj(value, p) or _str(value.get("name"), p + ".name"))
+        elif key == "gates":
+            if not isinstance(value, list):
+                add([(p, f"Invalid input: expected array, received {_type_name(value)}")])
+            else:
+                if len(value) > 3:
+                    add([(p, "Too big: expected array to have <=3 items")])
+                for k, gate in enumerate(value):
+                    g = f"{p}.{k}"
+                    add(_obj(gate, g) or (_str(gate.get("queue"), g + ".queue", 128, 1) + (
+                        _str(gate["concurrencyKey"], g + ".concurrencyKey", 128, 1)
+                        if "concurrencyKey" in gate else [])))
+        elif key == "concurrency":
+            if not isinstance(value, list):
+                add([(p, f"Invalid input: expected array, received {_type_name(value)}")])
+            else:
+                if len(value) > 2:
+                    add([(p, "Too big: expected array to have <=2 items")])
+                for k, name in enumerate(value):
+                    add(_str(name, f"{p}.{k}") or ([] if _CONCURRENCY_NAME.fullmatch(name)
+                                                   else [(f"{p}.{k}", "Invalid name")]))
+        elif key == "tags":
+            add(_tags(value, p))
+        elif key == "test":
+            if not isinstance(value, bool):
+                add([(p, f"Invalid input: expected boolean, received {_type_name(value)}")])
+        elif key == "ttl":
+            if not isinstance(value, str) and _num(value, p, integer=True, nonnegative=True):
+                add([(p, "Invalid input")])
+        elif key == "debounce":
+            if _obj(value, p):
+                add(_obj(value, p))
+                continue
+            assert isinstance(value, dict)
+            add(_str(value.get("key"), p + ".key", 512) + _str(value.get("delay"), p + ".delay"))
+            if "mode" in value:
+                add(_enum(value["mode"], p + ".mode", ("leading", "trailing")))
+            if "maxDelay" in value:
+                add(_str(value["maxDelay"], p + ".maxDelay"))
+        # metadata: any JSON; unknown keys: stripped
+    return found
+
+
+def item_issues(item: object) -> list[Issue]:
+    """Every way a parsed NDJSON line fails BatchItemNDJSON, as (path, message); [] when it is
+    one. ``index``: a whole number ≥ 0 (``1.0`` counts); ``task``: string; ``payload``: any;
+    ``options``: absent or an object whose known fields follow the real schema (``null`` is
+    not an object); unknown fields are stripped, not refused."""
+    if not isinstance(item, dict):
+        return [("", f"Invalid input: expected object, received {_type_name(item)}")]
+    found: list[Issue] = []
+    if "index" not in item:
+        found.append(("index", "Invalid input: expected number, received undefined"))
+    else:
+        found += _num(item["index"], "index", integer=True, nonnegative=True)
+    if "task" not in item:
+        found.append(("task", "Invalid input: expected string, received undefined"))
+    else:
+        found += _str(item["task"], "task")
+    if "options" in item:
+        options = item["options"]
+        found += _obj(options, "options") or _option_issues(options)
+    return found
+
+
+def item_schema_error(item: object) -> str | None:
+    """Why a parsed NDJSON line is not a BatchItemNDJSON (a JSON list of issues, as zod writes
+    its message), or None when it is one (:func:`item_issues`)."""
+    found = item_issues(item)
+    if not found:
+        return None
+    return json.dumps([{"path": [int(p) if p.isdigit() else p for p in path.split(".") if p],
+                        "message": message} for path, message in found], indent=2)
+
+
+def item_index(item: object) -> int | None:
+    """The index of a line that passed :func:`item_issues` (``1.0`` → 1)."""
+    return js_int(item.get("index")) if isinstance(item, dict) else None
+
+
+def item_index_label(item: object) -> float | None:
+    """What an invalid item's error calls it: its ``index`` when that is a number (any
+    number, as JavaScript's ``typeof`` sees it), else None (``unknown index``)."""
+    if isinstance(item, dict):
+        return js_number(item.get("index"))
     return None
 
 
-_INDEX_RE = re.compile(rb'"index"\s*:\s*(-?\d+)')
-_TASK_RE = re.compile(rb'"task"\s*:\s*"((?:[^"\\]|\\.){0,256})"')
 INDEX_PREFIX_BYTES = 512
 """How many leading bytes of an oversized line the server searches for ``index``/``task``."""
+UNKNOWN_TASK = "unknown"
+"""The task an oversized line gets when its first bytes name none."""
 
 
 def index_from_prefix(raw: bytes) -> tuple[int | None, str | None]:
     """Read ``index`` and ``task`` from the first bytes of an oversized line, as the server does.
 
-    When no ``index`` is found, the reference server uses the line's position: its 0-based
-    rank among the non-empty lines of that one stream request (empty lines not counted).
+    Only keys of the top-level object count (nesting is tracked by counting brackets, also
+    inside strings, as the server's scan does); the index is the unsigned digits after the
+    colon (spaces and tabs skipped), so ``-1`` or a nested ``index`` give no index; the task
+    is a quoted string that is valid UTF-8. When no index is found the server uses the line's
+    position among the non-blank lines of that one request, starting at 0.
     """
     head = raw[:INDEX_PREFIX_BYTES]
-    m = _INDEX_RE.search(head)
-    index = int(m.group(1)) if m else None
-    t = _TASK_RE.search(head)
-    task = t.group(1).decode("utf-8", "replace") if t else None
+    limit = len(head)
+    index: int | None = None
+    task: str | None = None
+    depth = 0
+    i = 0
+    while i < limit and (index is None or task is None):
+        b = head[i]
+        if b in (0x7B, 0x5B):
+            depth += 1
+        elif b in (0x7D, 0x5D):
+            depth -= 1
+        elif b == 0x22 and depth == 1:
+            start = end = i + 1
+            while end < limit and head[end] != 0x22:
+                end += 2 if head[end] == 0x5C else 1
+            key = head[start:end]
+            if (key == b"index" and index is None) or (key == b"task" and task is None):
+                pos = end + 1
+                while pos < limit and head[pos] != 0x3A:
+                    pos += 1
+                pos += 1
+                while pos < limit and head[pos] in (0x20, 0x09):
+                    pos += 1
+                if key == b"index":
+                    digits = pos
+                    while digits < limit and 0x30 <= head[digits] <= 0x39:
+                        digits += 1
+                    if digits > pos:
+                        index = int(head[pos:digits])
+                elif pos < limit and head[pos] == 0x22:
+                    v_end = pos + 1
+                    while v_end < limit and head[v_end] != 0x22:
+                        v_end += 2 if head[v_end] == 0x5C else 1
+                    with contextlib.suppress(UnicodeDecodeError):
+                        task = head[pos + 1 : v_end].decode("utf-8")
+            i = end + 1
+            continue
+        i += 1
     return index, task
+
+
+# --- judging error answers: the stable part of the real texts ----------------------------
+
+_STABLE = re.compile(
+    r"(?P<json>Invalid JSON at line (?P<line>\d+))"
+    r"|(?P<utf8>Invalid UTF-8 at line (?P<uline>\d+))"
+    r"|(?P<item>Invalid item at (?:index (?P<index>[^:]+)|unknown index))"
+    r"|(?P<range>Item index (?P<rindex>\d+) exceeds batch runCount (?P<runs>\d+))"
+)
+
+
+def stable_prefix(message: str | None) -> str | None:
+    """The part of a stream error text that does not depend on the server's runtime and
+    libraries: ``Invalid JSON at line N``, ``Invalid item at index N`` (or ``at unknown
+    index``), ``Item index N exceeds batch runCount M``, ``Invalid UTF-8 at line N``; None
+    when the text is none of these. The rest (the parser's reason, zod's issue list) is
+    detail."""
+    if not message:
+        return None
+    m = _STABLE.match(message)
+    return m.group(0) if m else None
 
 
 # --- create body schema (CreateBatchRequestBody) -----------------------------------------

@@ -129,6 +129,10 @@ class ReferenceApp:
                 return await self._error(send, 404, wire.msg.route_not_found(method, path))
             if method != "POST":
                 return await self._error(send, 405, wire.msg.method_not_allowed(method, "POST"))
+            # the real route checks the content type before the key (docs/batch-api.md 5.1)
+            if not wire.is_ndjson_content_type(_header(scope, _CONTENT_TYPE)):
+                self.stats.stream_requests += 1
+                return await self._error(send, 415, wire.msg.unsupported_media_type())
             env = await self._auth(scope, send)
             if env is not None:
                 await self._stream(scope, receive, send, env, batch_id)
@@ -291,8 +295,8 @@ class ReferenceApp:
     ) -> None:
         stats = self.stats
         stats.stream_requests += 1
-        if not wire.is_ndjson_content_type(_header(scope, _CONTENT_TYPE)):
-            return await self._error(send, 415, wire.msg.unsupported_media_type())
+        if not wire.batch_id_well_formed(batch_id):
+            return await self._error(send, 400, wire.msg.invalid_batch_id(batch_id))
         batch = self.store.get(env, batch_id)
         if batch is None:
             return await self._error(send, 422, wire.msg.batch_not_found(batch_id))
@@ -339,8 +343,6 @@ class ReferenceApp:
             flag = b"true" if should_retry else b"false"
             return await self._error(send, cfg.error_status, wire.msg.injected_error(),
                                      [(_SHOULD_RETRY, flag)])
-        if outcome == "empty":
-            return await self._error(send, 400, wire.msg.no_body())
         if ingest.error is not None:
             return await self._error(send, ingest.error.status, ingest.error.message)
         if not batch.sealed and batch.enqueued == batch.run_count:
@@ -363,6 +365,7 @@ class ReferenceApp:
                 sealed=False,
                 enqueued_count=batch.enqueued,
                 expected_count=batch.run_count,
+                run_count=batch.run_count,
             )
         return await self._json(send, 200, answer)
 
@@ -397,7 +400,7 @@ class ReferenceApp:
             if not message.get("more_body", False):
                 break
         if not got_body:
-            return "empty"
+            return "empty"  # no items: answered as any body without items (not an error)
         if not discard:
             ingest.finish()
             if slow:
@@ -436,7 +439,9 @@ class ReferenceApp:
     async def _retrieve(self, send: Any, env: int, batch_id: str) -> None:
         batch = self.store.get(env, batch_id)
         if batch is None:
-            return await self._error(send, 404, wire.msg.batch_not_found_retrieve())
+            # the real route answers a retryable 404 to ride out replica lag
+            return await self._error(send, 404, wire.msg.batch_not_found_retrieve(),
+                                     [(_SHOULD_RETRY, b"true")])
         return await self._json(send, 200, batch.retrieve(_iso))
 
 

@@ -16,9 +16,16 @@ every index is enqueued exactly once and the streams' ``itemsAccepted`` add up t
 stream never waits while it holds claims of its own, so two streams cannot wait on each other.
 
 Memory stays flat: a partial line is kept only up to ``item_max_bytes``; a longer line is cut
-off, skipped through its newline, and becomes a PAYLOAD_TOO_LARGE placeholder whose index is
-read from its first bytes (``wire.index_from_prefix``) or, failing that, is the line's
-position among the item lines of this stream (0-based, empty lines not counted).
+off, skipped through its newline, and becomes a PAYLOAD_TOO_LARGE placeholder (emitted as soon
+as it is known to be too long, as the real parser does) whose index is read from its first
+bytes (``wire.index_from_prefix``) or, failing that, is the line's position among the item
+lines of this stream (0-based, empty lines not counted).
+
+A parse error (invalid JSON or UTF-8) drops the rest of the chunk it arrived in, as on the real
+route (docs/batch-api.md, section 5.4): the items this chunk had already enqueued are undone,
+except the first object the chunk produced, and a schema or range error earlier in the same
+chunk (not its first object) loses to the parse error. Each chunk keeps a journal of the
+indices it newly marked (or claimed) for that.
 """
 
 from __future__ import annotations
@@ -34,6 +41,7 @@ _loads = orjson.loads
 _JSONDecodeError = orjson.JSONDecodeError
 _BLANK = object()
 _MISSING = object()
+_UNSET = -2
 
 
 class IngestError:
@@ -72,6 +80,14 @@ class StreamIngest:
         this stream's own pre-failed entry when its copy was oversized, else None."""
         self.error: IngestError | None = None
         self._chunk_blanks = self._chunk_new = self._chunk_dup = 0
+        self._journal: list[int] = []
+        """Fast mode: indices newly marked by the current chunk, in order."""
+        self._claim_start = 0
+        """Slow mode: where the current chunk's claims start in ``claimed``."""
+        self._first = _UNSET
+        """The index of the first object the current chunk produced (-1: a line that produced
+        none yet failed; ``_UNSET``: not known yet)."""
+        self._parse_failed = False
 
     # -- chunks ---------------------------------------------------------------------------
 
@@ -80,6 +96,12 @@ class StreamIngest:
         self.stats.bytes_read += len(chunk)
         if self.error is not None:
             return
+        self._begin_chunk()
+        self._feed(chunk)
+        if self._parse_failed:
+            self._drop_chunk()
+
+    def _feed(self, chunk: bytes) -> None:
         if self.skipping:
             nl = chunk.find(b"\n")
             if nl < 0:
@@ -87,8 +109,6 @@ class StreamIngest:
                 return
             self.skip_size += nl
             self._end_skip()
-            if self.error is not None:
-                return
             chunk = chunk[nl + 1 :]
         if self.pending:
             nl = chunk.find(b"\n")
@@ -129,9 +149,67 @@ class StreamIngest:
         if self.skipping:
             self._end_skip()
         elif self.pending:
+            self._begin_chunk()
             line = bytes(self.pending)
             self.pending = bytearray()
             self._lines([line], True)
+            if self._parse_failed:
+                self._drop_chunk()
+
+    # -- chunks: a parse error drops the rest of its chunk ----------------------------------
+
+    def _begin_chunk(self) -> None:
+        self._journal.clear()
+        self._claim_start = len(self.claimed)
+        self._first = _UNSET
+        self._parse_failed = False
+
+    def _first_of(self, parts: list[bytes], k: int) -> int:
+        """The index of the first object this chunk produced, looking at ``parts[:k]`` when
+        nothing before ``parts`` did (-1: an object without a usable index; ``_UNSET``: none
+        yet)."""
+        if self._first != _UNSET:
+            return self._first
+        position = self.items_seen
+        for line in parts[:k]:
+            if len(line) > self.max:
+                index, _ = wire.index_from_prefix(line[: wire.INDEX_PREFIX_BYTES])
+                return position if index is None else index
+            item = _parse_quietly(line)
+            if item is not _BLANK:
+                index = wire.item_index(item)
+                return -1 if index is None else index
+        return _UNSET
+
+    def _drop_chunk(self) -> None:
+        """After a parse error: undo what this chunk enqueued (or claimed), except the first
+        object it produced, which the real route had already handed on."""
+        first = self._first
+        batch = self.batch
+        if self.slow:
+            mine = self.claimed[self._claim_start :]
+            drop = mine[1:] if mine and mine[0] == first else mine
+            if drop:
+                gone = set(drop)
+                del self.claimed[self._claim_start :]
+                self.claimed += [i for i in mine if i not in gone]
+                for i in drop:
+                    batch.marks[i] = Marks.EMPTY
+                    batch.prefailed.pop(i, None)
+                    self._own.discard(i)
+                batch.claims_changed()
+            return
+        journal = self._journal
+        drop = journal[1:] if journal and journal[0] == first else journal
+        if not drop:
+            return
+        for i in drop:
+            batch.marks[i] = Marks.EMPTY
+            batch.prefailed.pop(i, None)
+        n = len(drop)
+        self.accepted -= n
+        batch.enqueued -= n
+        self.stats.add_ingest(-n)
 
     # -- lines ----------------------------------------------------------------------------
 
@@ -157,8 +235,10 @@ class StreamIngest:
             else:
                 k = len(parts)
             self._count(k, 0, 0)
+            self._note_first(parts)
             return
         marks = batch.marks
+        journal = self._journal.append
         run_count = batch.run_count
         loads = _loads
         other = 0
@@ -181,6 +261,7 @@ class StreamIngest:
                         dup += 1
                     else:
                         marks[index] = 1  # Marks.ENQUEUED
+                        journal(index)
                     continue
             other += 1
             if not self._line(line, item, parts, None):
@@ -189,6 +270,12 @@ class StreamIngest:
                 return
         plain = len(parts) - other
         self._count(len(parts), plain - dup, dup)
+        self._note_first(parts)
+
+    def _note_first(self, parts: list[bytes]) -> None:
+        """After a chunk's lines went through without error: remember its first object."""
+        if self._first == _UNSET and self.error is None:
+            self._first = self._first_of(parts, len(parts))
 
     def _count(self, done: int, new: int, dup: int) -> None:
         """Book a chunk's lines: ``new``/``dup`` from the inline path plus ``_line``'s own."""
@@ -213,7 +300,10 @@ class StreamIngest:
         position = self.items_seen + k - self._chunk_blanks
         if len(line) > self.max:
             self._oversized(line[: wire.INDEX_PREFIX_BYTES], len(line), position)
-            return self.error is None
+            if self.error is not None:
+                self._lost_to_parse_error(parts, k)
+                return False
+            return True
         if item is _MISSING:
             try:
                 item = _loads(line)
@@ -223,19 +313,23 @@ class StreamIngest:
                     self._chunk_blanks += 1
                     return True
                 if self.error is not None:
+                    self._parse_failed = True
+                    self._first = self._first_of(parts, k)
                     return False
         detail = wire.item_schema_error(item)
         if detail is not None:
-            self._fail(
-                422, wire.msg.invalid_item(_index_label(item, position), detail), "invalid_item"
-            )
+            self._fail(422, wire.msg.invalid_item(wire.item_index_label(item), detail),
+                       "invalid_item")
+            self._lost_to_parse_error(parts, k)
             return False
-        index: int = item["index"]  # type: ignore[index]
+        index = wire.item_index(item)
+        assert index is not None
         batch = self.batch
         if index >= batch.run_count:
             self._fail(
                 422, wire.msg.index_out_of_range(index, batch.run_count), "index_out_of_range"
             )
+            self._lost_to_parse_error(parts, k)
             return False
         mark = batch.marks[index]
         if mark:
@@ -250,23 +344,61 @@ class StreamIngest:
                 self._claim(index, None)
         else:
             batch.marks[index] = Marks.ENQUEUED
+            self._journal.append(index)
             self._chunk_new += 1
         return True
 
+    def _lost_to_parse_error(self, parts: list[bytes], k: int) -> None:
+        """A schema or range error at ``parts[k]``: unless that line is the chunk's first
+        object, a parse error later in the same chunk wins (the real parser reaches it before
+        the item is validated)."""
+        first = self._first_of(parts, k)
+        if first == _UNSET:
+            return  # parts[k] is the chunk's first object: it was handed on and validated
+        for j in range(k + 1, len(parts)):
+            line = parts[j]
+            if len(line) > self.max:
+                continue
+            lineno = self.lines + j + 1
+            try:
+                text = line.decode("utf-8")
+            except UnicodeDecodeError:
+                reason, message = "invalid_utf8", wire.msg.invalid_utf8(lineno)
+            else:
+                text = wire.js_trim(text)
+                if not text:
+                    continue
+                try:
+                    wire.json_parse(text)
+                    continue
+                except ValueError as exc:
+                    reason, message = "invalid_json", wire.msg.invalid_json(lineno, str(exc))
+            assert self.error is not None
+            self.stats.rejected[self.error.reason] -= 1
+            self._fail(400, message, reason)
+            self._parse_failed = True
+            self._first = first
+            return
+
     def _bad_line(self, line: bytes, lineno: int) -> object:
-        """A line orjson refused: blank (skipped), JSON after a Unicode trim, or an error."""
+        """A line orjson refused: blank (skipped), JSON after JavaScript's trim, JSON that only
+        ``JSON.parse`` accepts (lone surrogates, ``1e400``), or an error."""
         try:
             text = line.decode("utf-8")
         except UnicodeDecodeError:
             self._fail(400, wire.msg.invalid_utf8(lineno), "invalid_utf8")
             return None
-        text = text.strip()
+        text = wire.js_trim(text)
         if not text:
             return _BLANK
         try:
             return _loads(text)
         except _JSONDecodeError:
-            self._fail(400, wire.msg.invalid_json(lineno), "invalid_json")
+            pass
+        try:
+            return wire.json_parse(text)
+        except ValueError as exc:
+            self._fail(400, wire.msg.invalid_json(lineno, str(exc)), "invalid_json")
             return None
 
     def _fail(self, status: int, message: str, reason: str) -> None:
@@ -276,36 +408,37 @@ class StreamIngest:
     # -- oversized lines ------------------------------------------------------------------
 
     def _start_skip(self, prefix: bytes, size: int) -> None:
+        """A line known to be too long before its end: its placeholder now, then skip."""
         self.skipping = True
         self.skip_prefix = prefix[: wire.INDEX_PREFIX_BYTES]
         self.skip_size = size
+        position = self.items_seen
+        self.items_seen += 1
+        self.stats.lines_read += 1
+        if self._first == _UNSET:
+            index, _ = wire.index_from_prefix(self.skip_prefix)
+            self._first = position if index is None else index
+        self._oversized(self.skip_prefix, size, position)
 
     def _end_skip(self) -> None:
         self.skipping = False
-        position = self.items_seen
         self.lines += 1
-        self.items_seen += 1
-        self.stats.lines_read += 1
-        self._oversized(self.skip_prefix, self.skip_size, position)
         self.skip_prefix = b""
 
     def _oversized(self, prefix: bytes, size: int, position: int) -> None:
-        """Enqueue the PAYLOAD_TOO_LARGE placeholder of an oversized line."""
+        """Enqueue the PAYLOAD_TOO_LARGE placeholder of an oversized line (no schema check:
+        the index comes from its first bytes or its position, the task may be unknown)."""
         batch = self.batch
         self.stats.items_oversized += 1
         index, task = wire.index_from_prefix(prefix)
         if index is None:
             index = position
-        detail = wire.item_schema_error({"index": index, "task": task or ""})
-        if detail is not None:
-            self._fail(422, wire.msg.invalid_item(index, detail), "invalid_item")
-            return
         if index >= batch.run_count:
             self._fail(
                 422, wire.msg.index_out_of_range(index, batch.run_count), "index_out_of_range"
             )
             return
-        entry = (task, wire.msg.payload_too_large(size, self.max))
+        entry = (task or wire.UNKNOWN_TASK, wire.msg.payload_too_large(size, self.max))
         mark = batch.marks[index]
         if mark:
             if mark >= Marks.CLAIMED and self._claimed_elsewhere(index):
@@ -323,6 +456,7 @@ class StreamIngest:
         else:
             batch.prefailed[index] = entry
             batch.marks[index] = Marks.ENQUEUED_FAILED
+            self._journal.append(index)
             self.accepted += 1
             batch.enqueued += 1
             self.stats.add_ingest(1)
@@ -389,13 +523,17 @@ class StreamIngest:
         return len(self.waiting)
 
 
-def _index_label(item: object, position: int) -> int:
-    """What to call an invalid item in its error: its integer index, else its position."""
-    if isinstance(item, dict):
-        index = item.get("index")
-        if isinstance(index, int) and not isinstance(index, bool):
-            return index
-    return position
+def _parse_quietly(line: bytes) -> object:
+    """A line parsed as the route parses it, ``_BLANK`` for a blank one, None on an error."""
+    try:
+        return _loads(line)
+    except _JSONDecodeError:
+        pass
+    try:
+        text = wire.js_trim(line.decode("utf-8"))
+        return wire.json_parse(text) if text else _BLANK
+    except ValueError:
+        return None
 
 
 def _position(parts: list[bytes], line: bytes) -> int:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Iterator
 
 import httpx
 import pytest
@@ -31,8 +32,9 @@ def _wait_enqueued(api: Api, at_least: int, timeout: float = 10) -> None:
     [
         # 320 claims take ≥ 3.2 s to enqueue: the 3 s timeout answers 408 and releases the rest.
         ("timeout", lines(range(RUN_COUNT)), 408, 150, 3.0),
-        # 250 claims take ≥ 2.5 s; the error line after them ends the stream with a 400.
-        ("error line", lines(range(250)) + b"{bad\n", 400, 20, 30.0),
+        # 250 claims take ≥ 2.5 s; the error line after them, in a chunk of its own (a parse
+        # error drops the rest of its own chunk only), ends the stream with a 400.
+        ("error line", (lines(range(250)), b"{bad\n"), 400, 20, 30.0),
     ],
 )
 def test_second_stream_waits_for_claims_of_a_failing_stream(
@@ -43,9 +45,18 @@ def test_second_stream_waits_for_claims_of_a_failing_stream(
         bid = api.new_batch(RUN_COUNT)
         first: list[httpx.Response] = []
 
+        def chunks() -> Iterator[bytes]:
+            if isinstance(first_body, bytes):
+                yield first_body
+                return
+            head, bad = first_body
+            yield head
+            _wait_enqueued(api, 240)  # the head was read as a chunk of its own
+            yield bad
+
         def stream_first() -> None:
             with Api(s.url) as mine:
-                first.append(mine.stream(bid, first_body))
+                first.append(mine.stream(bid, chunks()))
 
         thread = threading.Thread(target=stream_first)
         thread.start()

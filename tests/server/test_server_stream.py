@@ -49,6 +49,7 @@ def test_partial_stream_is_unsealed_with_counts(api):
         "sealed": False,
         "enqueuedCount": 2,
         "expectedCount": 4,
+        "runCount": 4,
     }
     r = api.stream(bid, lines(range(4)))
     assert r.json() == {
@@ -141,20 +142,36 @@ def test_stream_without_key_answers_401(server):
     assert r.status_code == 401
 
 
-def test_empty_body_answers_400(api):
-    """A stream with no body answers 400."""
-    bid = api.new_batch(1)
+def test_empty_body_answers_200_not_sealed(api):
+    """A stream with an empty body is no error: 200, not sealed, nothing enqueued, runCount."""
+    bid = api.new_batch(2)
     r = api.stream(bid, b"")
-    assert r.status_code == 400
-    assert r.json()["error"] == wire.msg.no_body()
+    assert r.status_code == 200
+    assert r.json() == {"id": bid, "itemsAccepted": 0, "itemsDeduplicated": 0, "sealed": False,
+                        "enqueuedCount": 0, "expectedCount": 2, "runCount": 2}
 
 
-@pytest.mark.parametrize("batch_id", ["batch_doesnotexist", "x", "batch_%20", "b" * 300])
+@pytest.mark.parametrize("batch_id", ["batch_doesnotexist", "run_elsewhere", "batch_unknown123"])
 def test_unknown_batch_answers_422(api, batch_id):
-    """An unknown or malformed batch id answers 422 'not found', not 404."""
+    """A well-formed but unknown batch id answers 422 'Batch <id> not found', not 404."""
     r = api.stream(batch_id, lines([0]))
     assert r.status_code == 422
-    assert "not found" in r.json()["error"]
+    assert r.json()["error"] == wire.msg.batch_not_found(batch_id)
+
+
+@pytest.mark.parametrize("batch_id", ["x", "b" * 300, "batch_a_b", "_abc", "batch_"])
+def test_malformed_batch_id_answers_400(api, batch_id):
+    """An id not of the ``<entity>_<id>`` form answers 400 'Invalid batchFriendlyId: <id>'."""
+    r = api.stream(batch_id, lines([0]))
+    assert r.status_code == 400
+    assert r.json()["error"] == wire.msg.invalid_batch_id(batch_id)
+
+
+def test_content_type_is_checked_before_the_key(server):
+    """A wrong content type without any key answers 415, not 401."""
+    r = httpx.post(server.url + wire.stream_path("batch_x"), content=b"{}\n",
+                   headers={"content-type": "text/plain"})
+    assert r.status_code == 415
 
 
 def test_batches_are_invisible_across_environments(server, api):
@@ -167,14 +184,15 @@ def test_batches_are_invisible_across_environments(server, api):
 
 
 def test_invalid_json_names_the_physical_line(api):
-    """Invalid JSON answers 400 'Invalid JSON at line N' counting blank lines; items before stay."""
+    """Invalid JSON answers 400 'Invalid JSON at line N: <reason>' counting blank lines; of the
+    items in its chunk only the first stays enqueued."""
     bid = api.new_batch(5)
     r = api.stream(bid, lines([0]) + b"\n" + lines([1]) + b"{nope\n" + lines([2]))
     assert r.status_code == 400
-    assert r.json()["error"] == wire.msg.invalid_json(4)
+    assert r.json()["error"].startswith(wire.msg.invalid_json(4) + ": ")
     r = api.stream(bid, lines(range(5)))
-    assert r.json()["itemsAccepted"] == 3
-    assert r.json()["itemsDeduplicated"] == 2
+    assert r.json()["itemsAccepted"] == 4
+    assert r.json()["itemsDeduplicated"] == 1
 
 
 def test_invalid_utf8_answers_400_not_500(api):
@@ -208,8 +226,10 @@ def test_schema_failures_answer_422(api, item):
     bid = api.new_batch(2)
     r = api.stream(bid, orjson.dumps(item) + b"\n")
     assert r.status_code == 422
-    assert r.json()["error"].startswith("Invalid item at index")
-    assert r.json()["error"].endswith(wire.item_schema_error(item))
+    label = wire.item_index_label(item)
+    assert r.json()["error"] == wire.msg.invalid_item(label, wire.item_schema_error(item))
+    assert r.json()["error"].startswith("Invalid item at unknown index" if label is None
+                                        else f"Invalid item at index {wire.js_number_str(label)}")
 
 
 def test_unknown_fields_and_numeric_concurrency_key_are_accepted(api):
@@ -307,8 +327,10 @@ def test_growing_50mb_line_is_cut_off_and_skipped(server, api):
     assert proc.memory_info().rss - rss_before < 20 * 2**20
     errors = wait_status(api, bid, ("PARTIAL_FAILED",))["processing"]["errors"]
     assert errors[0]["index"] == 1
-    size = len(b'{"index":1,"task":"t","payload":"') + 50 * 2**20 + len(b'"}')
-    assert errors[0]["error"] == wire.msg.payload_too_large(size, 4096)
+    # the size is what was buffered when the line was known to be too long (≥ one 64 KiB chunk)
+    head = wire.msg.payload_too_large(65536, 4096).split("(")[0]
+    assert errors[0]["error"].startswith(head)
+    assert "Maximum allowed size is 4.0 KB" in errors[0]["error"]
 
 
 def test_concurrent_streams_dedupe_exactly_and_seal_once():
@@ -422,12 +444,12 @@ def test_stats_count_what_happened(server):
         assert s["batches_created"] == 1
         assert s["stream_requests"] == 1
         assert s["lines_read"] == 3
-        assert s["items_enqueued"] == 2
+        assert s["items_enqueued"] == 1  # the bad line dropped the rest of its chunk
         assert s["items_deduplicated"] == 1
         assert s["items_rejected"] == 1
         assert s["rejected_by_reason"] == {"invalid_json": 1}
         assert s["bytes_read"] == len(body)
-        assert s["ingest_series"][-1][1] == 2
+        assert s["ingest_series"][-1][1] == 1
         assert s["responses_by_status"] == {"202": 1, "400": 1}
 
 
