@@ -225,7 +225,8 @@ class RunOwner(Role):
         if self.capacity is not None and self.capacity.answer is not None:
             extra["capacity"] = {k: v for k, v in self.capacity.answer.items() if k != "steps"}
         code = self.recording.finish(thresholds=self.options.run.thresholds,
-                                     aborted=self.aborted, extra_meta=extra)
+                                     aborted=self.aborted, extra_meta=extra,
+                                     baseline=self.options.run.baseline)
         if code is None and self.capacity is not None:
             code = ExitCode.OK  # the answer is the product: failed steps are not a failure
         return code

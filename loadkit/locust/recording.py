@@ -122,8 +122,10 @@ class Recording:
     # -- the end --------------------------------------------------------------------------
 
     def finish(self, *, thresholds: Sequence[Threshold], aborted: str | None,
-               extra_meta: dict[str, Any] | None = None) -> int | None:
-        """Close the records, write Parquet and the final run.json, check the thresholds.
+               extra_meta: dict[str, Any] | None = None,
+               baseline: Path | None = None) -> int | None:
+        """Close the records, write Parquet and the final run.json, check the thresholds
+        and, with ``baseline``, gate the run against it (:func:`loadkit.regression.gate`).
 
         Prints the threshold table (stdout) and a one-line summary (stderr). Returns the exit
         code the run's end decides, or None to leave locust's own.
@@ -154,6 +156,8 @@ class Recording:
             check = check_thresholds(thresholds, table, out=sys.stdout)
             self.meta["thresholds"] = check.as_meta()
             code = check.exit_code.value
+        if baseline is not None and table is not None:
+            code = self._gate(baseline, code)
         if aborted:
             sys.stderr.write(f"loadkit: run stopped early: {aborted}\n")
             code = ExitCode.ABORTED.value
@@ -171,6 +175,23 @@ class Recording:
             f"in {self.run_dir}\n"
         )
         return code
+
+    def _gate(self, baseline: Path, code: int | None) -> int | None:
+        """Gate the run against ``baseline``: print the table, record it, decide the code."""
+        from loadkit.errors import LoadkitError  # noqa: PLC0415
+        from loadkit.regression import gate  # noqa: PLC0415 - pandas only for a gated run
+
+        try:
+            result = gate(self.run_dir, baseline)
+        except LoadkitError as exc:
+            sys.stderr.write(f"loadkit: error: baseline {baseline}: {exc}\n")
+            return ExitCode.CONFIG.value
+        sys.stdout.write("\n" + result.table + "\n")
+        sys.stdout.flush()
+        self.meta["regression"] = result.as_meta()
+        if not result.passed:
+            return ExitCode.THRESHOLDS_FAILED.value
+        return ExitCode.OK.value if code is None else code
 
     def _close_writer(self) -> None:
         if self.writer is None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -146,3 +147,25 @@ def test_load_baseline_keeps_what_the_comparison_needs(baseline_json):
     assert "run_id" not in found.settings
     again = write_baseline(found, baseline_json.with_name("copy.json"))
     assert json.loads(baseline_json.with_name("copy.json").read_text()) == again.to_json()
+
+
+def test_locust_baseline_gates_the_run_at_its_end(baseline_json, tmp_path):
+    """locust --baseline: a run 30 ms slower per create exits 3, prints the table and
+    records the gate in run.json; a missing baseline stops locust at start-up with exit 2."""
+    locustfile = Path(__file__).resolve().parents[2] / "locustfiles" / "stream.py"
+    argv = [sys.executable, "-m", "locust", "-f", str(locustfile), "--headless", "-u", "2",
+            "-r", "2", "-t", "4s", "--results-dir", str(tmp_path)]
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("TRIGGER_", "LOCUST_"))}
+    slow = subprocess.run([*argv, "--server-create-delay", "0.03", "--baseline",
+                           str(baseline_json)], capture_output=True, text=True, timeout=180,
+                          check=False, env=env)
+    assert slow.returncode == 3, slow.stdout[-3000:] + slow.stderr[-3000:]
+    assert "regression check: FAILED" in slow.stdout
+    (run_dir,) = [p for p in tmp_path.iterdir() if p.is_dir()]
+    meta = json.loads((run_dir / "run.json").read_text())
+    assert meta["regression"]["passed"] is False
+    assert meta["exit_code"] == 3
+    missing = subprocess.run([*argv, "--baseline", str(tmp_path / "nope.json")],
+                             capture_output=True, text=True, timeout=120, check=False, env=env)
+    assert missing.returncode == 2
+    assert "baseline" in missing.stderr
