@@ -21,7 +21,9 @@ fault               rate per  effect on the first stream
                               oversized in every stream, and the batch still seals)
 ==================  ========  ==================================================================
 
-The first error line ends the request; items before it stay enqueued. Retries send
+The first error line ends the request; what stays enqueued depends on how the server received
+the body in chunks (a parse error drops the rest of its chunk), so the expected outcome of a
+bad first stream is a set of errors and a range of counts. Retries send
 :meth:`GeneratedBatch.clean_chunks`: every item's valid line, in index order, for all or
 some indices.
 """
@@ -62,6 +64,8 @@ _OVERSIZE_MARGIN = 1024
 
 # line kinds in the first stream
 _ITEM, _DUP, _MALFORMED, _SCHEMA, _OUT_OF_RANGE = 0, 1, 2, 3, 4
+_CONCURRENCY = 10
+"""Items the real route validates and enqueues at once (its ingest concurrency)."""
 
 
 def _rate(name: str, value: object) -> float:
@@ -244,6 +248,27 @@ class ExpectedOutcome:
     missing: tuple[int, ...]
     too_large: tuple[int, ...]
     fault_counts: Mapping[str, int] = field(default_factory=dict)
+    enqueued_low: int | None = None
+    """After an error: the fewest distinct items the real server may have enqueued (``enqueued``
+    is the most); None: exactly ``enqueued``. ``missing`` then lists every index not surely
+    enqueued (a safe resend), of which up to ``enqueued - enqueued_low`` may be present."""
+    errors: tuple[tuple[int, str], ...] = ()
+    """After an error: every (status, stable text prefix) the real server may answer for some
+    cut of the body into chunks (``wire.stable_prefix``); ``status``/``error_message`` are
+    the reference server's answer to the body sent as coalesced chunks."""
+
+    @property
+    def slack(self) -> int:
+        """How many of ``missing`` the server may hold already."""
+        return 0 if self.enqueued_low is None else self.enqueued - self.enqueued_low
+
+    def allows_error(self, status: int, message: str | None) -> bool:
+        """An error answer the real server can give to this first stream (by its status and
+        the line or index it names; the detail after the stable prefix is not held)."""
+        prefix = wire.stable_prefix(message)
+        if self.errors:
+            return (status, prefix or "") in self.errors
+        return status == self.status and prefix == wire.stable_prefix(self.error_message)
 
     def response(self, batch_id: str) -> dict[str, Any] | None:
         """The exact 200 body a correct server sends (None when the stream must fail)."""
@@ -566,11 +591,7 @@ class GeneratedBatch:
         enqueued = int(enqueued_mask.sum())
         missing = tuple(int(i) for i in np.flatnonzero(~enqueued_mask))
         if len(bad):
-            kind = int(kinds[stop])
-            index = int(order[stop])
-            status, message = self._error_for(kind, index, stop + 1)
-            return ExpectedOutcome(n, status, len(order), enqueued, 0, 0, False, None, None,
-                                   stop + 1, message, missing, too_large, self._counts)
+            return self._expected_error(order, kinds, too_large)
         sealed = enqueued == n
         return ExpectedOutcome(
             n, 200, len(order), enqueued, enqueued, len(read) - enqueued, sealed,
@@ -578,14 +599,77 @@ class GeneratedBatch:
             too_large, self._counts,
         )
 
+    def _expected_error(self, order: np.ndarray, kinds: np.ndarray,
+                        too_large: tuple[int, ...]) -> ExpectedOutcome:
+        """A first stream with a bad line, as the real route answers it for any cut of the body
+        into received chunks (docs/batch-api.md 5.4): a parse error (malformed line at P) drops
+        the items of its chunk after the chunk's first, so anything from the first line up to
+        every line before P may be enqueued; a schema or range error (at V) wins when V
+        arrives in an earlier chunk than P, the 400 when they share one. After a 422 up to
+        ``_CONCURRENCY - 1`` item lines after V may have been enqueued too. The reference
+        server answers the body as sent in coalesced chunks."""
+        n = self.run_count
+        bad = [int(b) for b in np.flatnonzero(kinds >= _MALFORMED)]
+        malformed = [b for b in bad if kinds[b] == _MALFORMED]
+        p = malformed[0] if malformed else None
+        v = next((b for b in bad if kinds[b] != _MALFORMED), None)
+        ordered = order.tolist()
+        options: list[tuple[int, str]] = []
+        low_lines = high_lines = 0
+        if v is not None and (p is None or v < p):
+            status, message = self._error_for(int(kinds[v]), ordered[v], v + 1)
+            options.append((status, wire.stable_prefix(message) or ""))
+            low_lines, high_lines = v, v + 1 + _CONCURRENCY - 1
+            if p is not None:
+                high_lines = min(high_lines, p)
+        if p is not None:
+            status, message = self._error_for(_MALFORMED, ordered[p], p + 1)
+            options.append((status, wire.stable_prefix(message) or ""))
+            low_lines = min(low_lines, 1) if v is not None and v < p else min(p, 1)
+            high_lines = max(high_lines, p)
+
+        def distinct(lines: int) -> np.ndarray:
+            picked = [ordered[k] for k in range(min(lines, len(ordered)))
+                      if kinds[k] < _MALFORMED]
+            return np.unique(np.asarray(picked, dtype=np.int64))
+
+        sure = distinct(low_lines)
+        surely = np.zeros(n, dtype=bool)
+        surely[sure] = True
+        missing = tuple(int(i) for i in np.flatnonzero(~surely))
+        high = len(distinct(high_lines))
+        first = min(bad)
+        if p is not None and (v is None or p < v or self._shares_chunk(v, p)):
+            first = p
+        status, message = self._error_for(int(kinds[first]), ordered[first], first + 1)
+        return ExpectedOutcome(n, status, len(order), high, 0, 0, False, None, None,
+                               first + 1, message, missing, too_large, self._counts,
+                               enqueued_low=len(sure), errors=tuple(dict.fromkeys(options)))
+
+    def _shares_chunk(self, a: int, b: int) -> bool:
+        """Lines ``a`` < ``b`` of the first stream are sent in one coalesced chunk, ``a`` not
+        its first line (so the reference server answers the parse error at ``b``)."""
+        starts = [0]
+        size = 0
+        for k, line in enumerate(self.lines()):
+            if k > b:
+                break
+            size += len(line)
+            if size >= self.spec.chunk_bytes:
+                starts.append(k + 1)
+                size = 0
+        chunk_start = max(s for s in starts if s <= b)
+        return chunk_start < a
+
     def _error_for(self, kind: int, index: int, line: int) -> tuple[int, str]:
         if kind == _MALFORMED:
-            return 400, wire.msg.invalid_json(line)
+            return 400, wire.msg.invalid_json(line, "Unexpected end of JSON input")
         if kind == _OUT_OF_RANGE:
             return 422, wire.msg.index_out_of_range(index, self.run_count)
-        detail = wire.item_schema_error(orjson.loads(self._schema_line(index)))
+        item = orjson.loads(self._schema_line(index))
+        detail = wire.item_schema_error(item)
         assert detail is not None
-        return 422, wire.msg.invalid_item(index, detail)
+        return 422, wire.msg.invalid_item(wire.item_index_label(item), detail)
 
     # --- encoding ------------------------------------------------------------------------
 

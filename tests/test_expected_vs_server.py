@@ -37,20 +37,21 @@ def first_stream(api: httpx.Client, batch) -> tuple[str, httpx.Response]:
      "duplicate=0.3,gap=0.2,shuffle=1,malformed=0.4,schema=0.4,out_of_range=0.4,oversized=0.5"],
 )
 def test_first_stream_answer_equals_expected(api, faults):
-    """For every fault kind and a mix of all, the server's answer is exactly the expected one."""
+    """For every fault kind and a mix of all, the server's answer is one the expected outcome
+    allows (exactly the expected 200; an error by status and the line or index it names)."""
     spec = BatchSpec.parse(items="uniform:1:300", payload_bytes="lognormal:200:1",
                            faults=faults, item_max_bytes=LIMIT, seed=11)
     for seq in range(12):
         batch = spec.batch(seq)
         batch_id, answer = first_stream(api, batch)
         expected = batch.expected
-        assert answer.status_code == expected.status
         body = answer.json()
         if expected.status == 200:
-            body.pop("runCount", None)
+            assert answer.status_code == 200
+            assert body.pop("runCount") == batch.run_count
             assert body == expected.response(batch_id)
         else:
-            assert body["error"] == expected.error_message
+            assert expected.allows_error(answer.status_code, body["error"]), body
 
 
 def test_missing_indices_complete_the_batch(api):
@@ -65,5 +66,6 @@ def test_missing_indices_complete_the_batch(api):
                       headers={"content-type": wire.NDJSON_CONTENT_TYPE})
     body = resent.json()
     assert body["sealed"] is True
-    assert body["itemsAccepted"] == len(batch.expected.missing)
-    assert body["itemsDeduplicated"] == 0
+    expected = batch.expected
+    assert len(missing) - expected.slack <= body["itemsAccepted"] <= len(missing)
+    assert body["itemsAccepted"] + body["itemsDeduplicated"] == len(missing)

@@ -505,6 +505,7 @@ class BatchClient:
         """Stream attempts until the batch seals, fails, or the policy's attempts run out."""
         policy = self.retry
         missing: np.ndarray | None = np.arange(batch.run_count)
+        slack = 0
         delay = 0.0
         for number in range(1, policy.attempts + 1):
             if delay > 0:
@@ -513,8 +514,8 @@ class BatchClient:
             attempt.delay_ms = delay * 1000.0
             result.attempts.append(attempt)
             self._stream_once(batch_id, factory(), attempt, lines, factory)
-            missing = self._apply(judge.judge_stream(batch.expected, batch_id, attempt, missing),
-                                  attempt, result)
+            verdict = judge.judge_stream(batch.expected, batch_id, attempt, missing, slack)
+            missing, slack = self._apply(verdict, attempt, result), verdict.slack
             if result.sealed or result.error is not None:
                 return
             if attempt.status == 429:
