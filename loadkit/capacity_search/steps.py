@@ -26,6 +26,10 @@ __all__ = ["Limit", "StepStats", "generator_saturated", "judge_step", "limited_b
            "measure_step"]
 
 
+SERVICE_GROWTH = 3.0
+"""A target whose own time per batch grew beyond this many times its first step's slowed."""
+
+
 class Limit(StrEnum):
     """What limited a target's capacity (the search's answer, next to the knee)."""
 
@@ -152,7 +156,8 @@ def _mean_item_bytes(rows: list[Mapping[str, Any]]) -> float:
     return nbytes / lines if lines else 0.0
 
 
-def judge_step(stats: StepStats, bounds: Bounds, latency_bound_ms: float) -> StepStats:
+def judge_step(stats: StepStats, bounds: Bounds, latency_bound_ms: float,
+               unloaded_service_ms: float = math.nan) -> StepStats:
     """Set ``held``, ``failed_on`` and (for a failed step) ``limited_by``; returns ``stats``."""
     failed: list[str] = []
     want = bounds.min_achieved * (stats.items_offered / stats.window_s if stats.window_s
@@ -174,29 +179,38 @@ def judge_step(stats: StepStats, bounds: Bounds, latency_bound_ms: float) -> Ste
     stats.latency_bound_ms = latency_bound_ms
     stats.held = not failed
     stats.failed_on = failed
-    stats.limited_by = None if stats.held else limited_by(stats, bounds, latency_bound_ms).value
+    stats.limited_by = None if stats.held else limited_by(
+        stats, bounds, latency_bound_ms, unloaded_service_ms).value
     return stats
 
 
-def generator_saturated(stats: StepStats, bounds: Bounds, latency_bound_ms: float) -> bool:
-    """The load generator, not the target, kept starts late: its CPU near a full core, or
-    a schedule lag (actual − intended start) that outgrew the target's own time per batch
-    (every user busy: the target answers each batch in time, but there are too few users
-    to start them on time)."""
+def generator_saturated(stats: StepStats, bounds: Bounds, latency_bound_ms: float,
+                        unloaded_service_ms: float = math.nan) -> bool:
+    """The load generator, not the target, kept starts late: its CPU near a full core, or a
+    schedule lag (actual − intended start) that outgrew the target's own time per batch
+    while that time stayed near its unloaded value (``unloaded_service_ms``, the first
+    step's): every user busy with a target that answers each batch as fast as at low load,
+    so there are too few users to start batches on time. When the target's own time grew
+    (more than :data:`SERVICE_GROWTH` times), busy users are the target's doing."""
     if stats.client_cpu >= bounds.max_client_cpu:
         return True
     lag, service = stats.lag_p95_ms, stats.service_p95_ms
-    return (math.isfinite(lag) and lag > 0.1 * latency_bound_ms
-            and (not math.isfinite(service) or lag > service))
+    if not (math.isfinite(lag) and lag > 0.1 * latency_bound_ms):
+        return False
+    if math.isfinite(service) and lag <= service:
+        return False
+    return not (math.isfinite(service) and math.isfinite(unloaded_service_ms)
+                and service > SERVICE_GROWTH * max(unloaded_service_ms, 1.0))
 
 
-def limited_by(stats: StepStats, bounds: Bounds, latency_bound_ms: float) -> Limit:
+def limited_by(stats: StepStats, bounds: Bounds, latency_bound_ms: float,
+               unloaded_service_ms: float = math.nan) -> Limit:
     """What stopped a step that failed: errors first (they make every other figure
     meaningless), then 429s, then a saturated generator, else the target's ingest."""
     if stats.violations or stats.error_rate > bounds.max_error_rate:
         return Limit.ERRORS
     if stats.rate_limited:
         return Limit.RATE_LIMIT
-    if generator_saturated(stats, bounds, latency_bound_ms):
+    if generator_saturated(stats, bounds, latency_bound_ms, unloaded_service_ms):
         return Limit.CLIENT
     return Limit.TARGET_INGEST

@@ -97,6 +97,8 @@ class CapacityController:
         self._greenlet: Any = None
         self._begin = 0.0
         self._latency_bound: float | None = None
+        self._unloaded_service = math.nan
+        """The target's own time per batch (p95) at the first, lowest step."""
         self._floor = 1 << 62
         """Batch numbers from here on are kept as they arrive (the current step's first)."""
         self._next_due = 0
@@ -186,7 +188,8 @@ class CapacityController:
         stats = measure_step(number, rate, start, end - start, rows, now=now, client_cpu=cpu)
         if self._latency_bound is None:
             self._latency_bound = self.settings.bounds.latency_for(stats.p95_ms)
-        judge_step(stats, self.settings.bounds, self._latency_bound)
+            self._unloaded_service = stats.service_p95_ms
+        judge_step(stats, self.settings.bounds, self._latency_bound, self._unloaded_service)
         self._floor = 1 << 62
         for seq in range(first, last):
             self.rows.pop(seq, None)

@@ -158,3 +158,18 @@ def test_running_batches_count_with_their_time_so_far():
     assert stats.p95_ms >= 2000.0
     judge_step(stats, Bounds(), 1000.0)
     assert not stats.held
+
+
+def test_busy_users_with_a_slowed_target_are_the_targets_doing():
+    """Starts late because every user waits on a target 50 × slower than unloaded: target."""
+    rows = _rows(100, 10.0)
+    for row in rows:
+        row["started_at"] = row["intended_at"] + 0.9
+        row["total_ms"] = 700.0
+        row["ended_at"] = row["started_at"] + 0.7
+        row["total_from_intended_ms"] = 1600.0
+    stats = measure_step(1, 1000.0, T0, 10.0, rows, now=T0 + 13, client_cpu=0.4)
+    judge_step(stats, Bounds(), 1000.0, unloaded_service_ms=14.0)
+    assert stats.limited_by == Limit.TARGET_INGEST
+    judge_step(stats, Bounds(), 1000.0, unloaded_service_ms=600.0)  # as fast as unloaded
+    assert stats.limited_by == Limit.CLIENT
