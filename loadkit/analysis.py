@@ -226,7 +226,7 @@ def latest_run(results_dir: str | Path = "results") -> Path:
         if root.is_dir() else []
     if not runs:
         raise RecordsError(f"{root} holds no run directories; start a run first "
-                           "(loadkit.run(...) or locust -f locustfiles/stream.py)")
+                           "(loadkit.run(...) or locust -f \"$(loadkit locustfile)\")")
     return max(runs, key=lambda p: ((p / RUN_META).stat().st_mtime, p.name))
 
 

@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from loadkit import wire
+from loadkit import __version__, wire
 from loadkit.errors import ConfigError, LoadkitError
 from loadkit.vocabulary import ExitCode
 
@@ -26,6 +26,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="loadkit", description="Load-test Trigger.dev's 2-phase batch API."
     )
+    parser.add_argument("--version", action="version", version=f"loadkit {__version__}")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
     subparsers.required = True
     _add_serve(subparsers)
@@ -36,6 +37,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add_smoke(subparsers)
     _add_capacity(subparsers)
     _add_options(subparsers)
+    _add_locustfile(subparsers)
+    _add_notebooks(subparsers)
     return parser
 
 
@@ -306,7 +309,7 @@ def _add_smoke(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser(
         "smoke",
         help="the CI smoke load run: short headless run, report, thresholds, exit code",
-        description="A short headless locust run (loadkit.run: locustfiles/stream.py in a "
+        description="A short headless locust run (loadkit.run: the packaged locustfile in a "
         "subprocess) against --host, else $TRIGGER_API_URL, else the embedded reference "
         "server; then RUN_DIR/report/report.html and RUN_DIR/thresholds.txt. Prints the "
         "thresholds table and the paths; with --baseline BASE also the regression table "
@@ -563,7 +566,7 @@ def _add_options(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser(
         "options",
         help="list every run option (locust flag, config key, notebook keyword)",
-        description="Every option of `locust -f locustfiles/stream.py` and `loadkit.run()`: "
+        description="Every option of `locust -f \"$(loadkit locustfile)\"` and `loadkit.run()`: "
         "the flag, its default and what it does. (locust's own --help does not load the "
         "locustfile, so it cannot list them.) Each option is also a locust.conf / "
         "[tool.locust] key without the dashes and a LOCUST_<NAME> environment variable.",
@@ -589,3 +592,49 @@ def _cmd_options(args: argparse.Namespace) -> int:
             print(f"      {opt.help}")
         print()
     return 0
+
+# -- locustfile, notebooks: what ships in the package -------------------------------------
+
+
+def _add_locustfile(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser(
+        "locustfile",
+        help="print the path of the locustfile that ships in the package",
+        description='Print the path of loadkit\'s locustfile, installed with the package: '
+        'locust -f "$(loadkit locustfile)" --headless -u 4 -r 4 -t 20s works from any folder.',
+    )
+    p.set_defaults(func=_cmd_locustfile)
+
+
+def _cmd_locustfile(args: argparse.Namespace) -> int:
+    from loadkit.locustfiles import STREAM  # noqa: PLC0415
+
+    print(STREAM)
+    return ExitCode.OK
+
+
+def _add_notebooks(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser(
+        "notebooks",
+        help="copy the notebooks (quickstart, analyze_run, capacity) into a folder",
+        description="Copy the notebooks that ship in the package (quickstart.ipynb, "
+        "analyze_run.ipynb, capacity.ipynb) into DIR, made if missing. A file already there "
+        "is kept as it is, never overwritten. Exit 2 when DIR cannot be written to.",
+    )
+    p.add_argument("dir", metavar="DIR", help="the folder to copy them into")
+    p.set_defaults(func=_cmd_notebooks)
+
+
+def _cmd_notebooks(args: argparse.Namespace) -> int:
+    from loadkit import notebooks  # noqa: PLC0415
+
+    try:
+        done = notebooks.copy_to(args.dir)
+    except OSError as exc:
+        print(f"loadkit notebooks: error: cannot write to {args.dir}: "
+              f"{exc.strerror or exc}", file=sys.stderr)
+        return ExitCode.CONFIG
+    for path, copied in done:
+        print(f"{'copied' if copied else 'kept  '} {path}"
+              + ("" if copied else "  (already there: not overwritten)"))
+    return ExitCode.OK

@@ -7,12 +7,14 @@
     run.summary()
 
 Locust monkey-patches the interpreter at import and hangs Jupyter kernels, so it is never
-imported here: :func:`run` starts ``python -m locust -f locustfiles/stream.py --headless …``
-in its own process (and process group), writes locust's output to a log file, shows a
-progress bar (tqdm, notebook-aware: elapsed, batches, items/s, failed) read from the run's
-``records.jsonl`` as it grows, and returns the :class:`~loadkit.analysis.Run` loaded from the
-run directory. Interrupting (Ctrl-C, or the kernel's stop button) stops locust cleanly
-(SIGTERM: it records its last batches and writes Parquet) and still returns the run.
+imported here: :func:`run` starts ``python -m locust -f <locustfile> --headless …`` with
+the locustfile that ships in the package (:data:`loadkit.locustfiles.STREAM`, the path
+``loadkit locustfile`` prints) in its own process (and process group), writes locust's
+output to a log file, shows a progress bar (tqdm, notebook-aware: elapsed, batches,
+items/s, failed) read from the run's ``records.jsonl`` as it grows, and returns the
+:class:`~loadkit.analysis.Run` loaded from the run directory. Interrupting (Ctrl-C, or the
+kernel's stop button) stops locust cleanly (SIGTERM: it records its last batches and writes
+Parquet) and still returns the run.
 
 Options are the run settings of :data:`loadkit.options.OPTIONS` as keywords; they are
 checked here, before anything starts, by the same :func:`~loadkit.options.parse_options`
@@ -36,12 +38,13 @@ from pathlib import Path
 from typing import Any
 
 from loadkit.errors import ConfigError, LoadkitError
+from loadkit.locustfiles import STREAM
 from loadkit.vocabulary import FAILURE_OUTCOMES, Outcome
 
 __all__ = ["run"]
 
-LOCUSTFILE = Path(__file__).resolve().parent.parent / "locustfiles" / "stream.py"
-_FALLBACK_LOCUSTFILE = '"""loadkit: generated locustfile."""\nfrom loadkit.locust_users import BatchUser  # noqa: F401\n'  # noqa: E501
+LOCUSTFILE = STREAM
+"""The locustfile a run uses unless told otherwise: the one that ships in the package."""
 STOP_TIMEOUT = 60.0
 """Seconds locust gets to stop after SIGTERM before it is killed."""
 
@@ -165,9 +168,6 @@ def run(users: int = 1, spawn_rate: float | None = None, run_time: str | float =
 
     if locustfile is None:
         locustfile = LOCUSTFILE
-        if not LOCUSTFILE.exists():  # installed without the repository's locustfiles/
-            locustfile = results / f".{run_id}.locustfile.py"
-            locustfile.write_text(_FALLBACK_LOCUSTFILE, encoding="utf-8")
     argv = [sys.executable, "-m", "locust", "-f", str(locustfile), "--headless",
             "-u", str(int(users)), "-r", str(spawn_rate or users), "-t", f"{seconds:g}s",
             *(["--host", host] if host else []), *_flags(given), *locust_args]
@@ -203,8 +203,6 @@ def run(users: int = 1, spawn_rate: float | None = None, run_time: str | float =
     code = proc.returncode
     if watch is not None and run_dir.is_dir():
         watch(run_dir)
-    if locustfile != LOCUSTFILE and Path(locustfile).name == f".{run_id}.locustfile.py":
-        Path(locustfile).unlink(missing_ok=True)
     if not run_dir.is_dir():
         tail = log_path.read_text(encoding="utf-8", errors="replace").strip().splitlines()[-15:]
         raise LoadkitError(f"locust exited with code {code} before the run started; "

@@ -5,9 +5,8 @@
 No ``--host`` (and no ``TRIGGER_API_URL``): the reference server is started for the run.
 Flags: ``loadkit options`` lists every one with its default (locust's own ``--help`` prints
 before it loads this file, so it cannot show them). Records go to ``results/<run id>/``.
-Everything lives in :mod:`loadkit.locust`.
+This is the locustfile that ships in the package (``loadkit/locustfiles/stream.py``, whose
+path ``loadkit locustfile`` prints), re-exported for a checkout: one file, no copy to drift.
 """
 
-from loadkit.locust import BatchUser
-
-__all__ = ["BatchUser"]
+from loadkit.locustfiles.stream import *  # noqa: F403 - its __all__: the users locust runs

@@ -10,7 +10,9 @@ from pathlib import Path
 
 import pytest
 
-NOTEBOOKS = Path(__file__).resolve().parents[2] / "notebooks"
+from loadkit import notebooks
+
+NOTEBOOKS = Path(notebooks.__file__).resolve().parent  # the package's: the only copies
 KEY = "tr_dev_NotebookCanary_5e1f0b77"
 
 
@@ -29,7 +31,7 @@ def _papermill(src: Path, out: Path, cwd: Path, **params: str) -> dict:
     return json.loads(out.read_text(encoding="utf-8"))
 
 
-@pytest.mark.parametrize("name", ["quickstart.ipynb", "analyze_run.ipynb", "capacity.ipynb"])
+@pytest.mark.parametrize("name", notebooks.NAMES)
 def test_notebooks_are_committed_without_outputs(name):
     """No outputs or execution counts in the committed notebooks; a parameters cell exists."""
     nb = json.loads((NOTEBOOKS / name).read_text(encoding="utf-8"))
