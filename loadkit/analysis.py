@@ -153,7 +153,16 @@ class Run:
         return dict(opts) if isinstance(opts, dict) else {}
 
     def __repr__(self) -> str:
-        return f"<Run {self.run_id}: {len(self.batches)} batches from {self.source}>"
+        return self.summary_text()
+
+    def summary_text(self, mode: str = "full") -> str:
+        """The ``loadkit summary`` block of this run (``full`` or ``short``), as printed at
+        the end of a run; its thresholds are the run's own, evaluated over these records."""
+        from loadkit.summary import summary_text  # noqa: PLC0415
+
+        meta = {**self.meta, "run_id": self.run_id}
+        return summary_text(self.batches, meta, thresholds=_threshold_lines(self),
+                            mode=mode, notes=self.notes)
 
     def _repr_html_(self) -> str:
         table = summary(self).to_frame(name=self.run_id).to_html()
@@ -217,6 +226,18 @@ class Run:
 
     def compare(self, other: Run | pd.DataFrame) -> pd.DataFrame:
         return compare(self, other)
+
+
+def _threshold_lines(run: Run) -> list[Any]:
+    """The run's own thresholds (run.json options) evaluated over its records."""
+    from loadkit.summary import threshold_lines  # noqa: PLC0415
+    from loadkit.thresholds import evaluate, threshold_texts  # noqa: PLC0415
+
+    texts = threshold_texts(run.options.get("threshold") or run.options.get("thresholds"))
+    try:
+        return threshold_lines(evaluate(texts, run.batches)) if texts else []
+    except ValueError:  # a threshold this loadkit does not parse (another version's)
+        return []
 
 
 def latest_run(results_dir: str | Path = "results") -> Path:

@@ -329,6 +329,9 @@ def _add_smoke(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--results-dir", default="results", metavar="DIR",
                    help="where the run directory goes (default results)")
     p.add_argument("--run-id", default=None, metavar="ID", help="name of the run directory")
+    p.add_argument("--summary", default="full", choices=("none", "short", "full"),
+                   help="the loadkit summary block printed at the end (default full; none "
+                   "prints the thresholds table instead)")
     _add_baseline_flags(p)
     p.add_argument("run_options", nargs=argparse.REMAINDER, metavar="-- OPTION ...",
                    help="further run options as locust flags, after '--'")
@@ -365,7 +368,7 @@ def _cmd_smoke(args: argparse.Namespace) -> int:
     result = run(users=users, run_time=args.run_time, host=args.host,
                  progress=sys.stderr.isatty(), locust_args=extra,
                  threshold=[str(t) for t in parsed], results_dir=args.results_dir,
-                 run_id=args.run_id)
+                 run_id=args.run_id, summary=args.summary)
     code = result.exit_code
     run_dir = result.path
     try:
@@ -398,7 +401,13 @@ def _cmd_smoke(args: argparse.Namespace) -> int:
         return ExitCode.CONFIG
     for w in caught:
         print(f"loadkit smoke: warning: {w.message}", file=sys.stderr)
-    print(text)
+    if args.summary == "none":
+        print(text)
+    else:
+        from loadkit.summary import summary_text, threshold_lines  # noqa: PLC0415
+
+        print(summary_text(table, {**result.meta, "run_id": result.run_id},
+                           thresholds=threshold_lines(check.results), mode=args.summary))
     if gated is not None:
         print(gated.table)
     print(f"run directory: {run_dir}")
@@ -487,6 +496,9 @@ def _cmd_capacity(args: argparse.Namespace) -> int:
             raise
         print(f"loadkit capacity: error: {exc}", file=sys.stderr)
         return ExitCode.FAILED
+    mode = getattr(args, "summary", None) or "full"
+    if mode != "none":
+        print(result.run.summary_text(mode))
     print(f"loadkit capacity: {answer_text(result.answer)}")
     print(f"run directory: {result.path}")
     if args.json:
@@ -592,6 +604,7 @@ def _cmd_options(args: argparse.Namespace) -> int:
             print(f"      {opt.help}")
         print()
     return 0
+
 
 # -- locustfile, notebooks: what ships in the package -------------------------------------
 

@@ -119,6 +119,10 @@ class RecordColumns:
             out[:] = self._rows[name]
         return out
 
+    def strings(self, name: str) -> np.ndarray:
+        """Column ``name`` as Python objects (strings, None where null), every row."""
+        return self._objects(name)
+
     def numeric(self, name: str) -> np.ndarray:
         """Column ``name`` as float64, null as NaN (True/False as 1/0), every row."""
         if not self._has(name):

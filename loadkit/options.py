@@ -147,6 +147,8 @@ _RUN_DEFS = (
               "seconds is recorded as outcome 'dropped'", "float", "run", "SECONDS"),
     OptionDef("run_id", None, "name of the run's results folder (default: UTC time + random "
               "suffix)", "str", "run", "ID"),
+    OptionDef("summary", "full", "the loadkit summary block printed at the end of the run: "
+              "full, short or none", "str", "run", "none|short|full"),
     OptionDef("baseline", None, "gate the run against a known-good one at its end: a "
               "baseline.json (loadkit check RUN --write-baseline FILE) or a run directory; a "
               "gated figure worse beyond its tolerance sets exit code 3", "str", "run", "BASE"),
@@ -290,6 +292,8 @@ class RunSettings:
     run_id: str | None = None
     baseline: Path | None = None
     """A baseline.json or run directory to gate the run against at its end (None: no gate)."""
+    summary: str = "full"
+    """The end-of-run summary block: ``full``, ``short`` or ``none``."""
     capacity: bool = False
     """A capacity search sets the open model's rate step by step (``arrival_rate`` is 0)."""
 
@@ -372,6 +376,9 @@ def parse_options(**settings: object) -> RunOptions:
         if not baseline.exists():
             raise ConfigError("baseline", raw["baseline"], "an existing baseline.json or run "
                               "directory (loadkit check RUN --write-baseline FILE)")
+    summary = str(raw["summary"]).strip().lower()
+    if summary not in ("none", "short", "full"):
+        raise ConfigError("summary", raw["summary"], "none, short or full")
     run = RunSettings(
         results_dir=Path(results_dir),
         thresholds=parse_thresholds(threshold_texts(raw["threshold"])),
@@ -381,6 +388,7 @@ def parse_options(**settings: object) -> RunOptions:
         run_id=run_id or None,
         baseline=baseline,
         capacity=parse_bool("capacity", raw["capacity"], empty=False),
+        summary=summary,
     )
 
     server = {o.name.removeprefix("server_"): settings[o.name] for o in _SERVER_DEFS
@@ -400,6 +408,7 @@ def parse_options(**settings: object) -> RunOptions:
         results_dir=str(run.results_dir), arrival_rate=run.arrival_rate,
         wait=str(raw["wait"]), drop_after=run.drop_after, run_id=run.run_id,
         baseline=str(run.baseline) if run.baseline is not None else None,
+        summary=run.summary,
     )
     text.update({"server_" + k: str(v) for k, v in server.items()})
     capacity = None

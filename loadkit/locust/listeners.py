@@ -77,6 +77,13 @@ def _on_quitting(environment: Any, **_kw: Any) -> None:
         _role.on_quitting()
 
 
+def _on_quit(**_kw: Any) -> None:
+    """After locust's own tables: the loadkit summary block of the run this process owned."""
+    recording = getattr(_role, "recording", None)
+    if recording is not None:
+        recording.print_summary()
+
+
 def register() -> None:
     """Add loadkit's flags and listeners to locust's events (once)."""
     global _registered
@@ -87,3 +94,4 @@ def register() -> None:
     events.init.add_listener(_on_init)
     events.test_start.add_listener(_on_test_start)
     events.test_stop.add_listener(_on_test_stop)
+    events.quit.add_listener(_on_quit)

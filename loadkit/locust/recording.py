@@ -51,6 +51,9 @@ class Recording:
         self.chunk_writer: rec.RecordWriter | None = None
         self.write_error: str | None = None
         self.finished = False
+        self.summary = ""
+        """The ``loadkit summary`` block, set by :meth:`finish`; printed after locust's own
+        tables (the ``quit`` event)."""
         self._on_write_error = on_write_error
 
     @classmethod
@@ -151,11 +154,17 @@ class Recording:
             outcomes=dict(outcomes),
             aborted=aborted,
         )
+        mode = str((self.meta.get("options") or {}).get("summary") or "full")
+        check = None
         if thresholds and table is not None:
-            sys.stdout.write("\n")
-            check = check_thresholds(thresholds, table, out=sys.stdout)
+            if mode == "none":  # no summary block: the thresholds table as before
+                sys.stdout.write("\n")
+            check = check_thresholds(thresholds, table,
+                                     out=sys.stdout if mode == "none" else None)
             self.meta["thresholds"] = check.as_meta()
             code = check.exit_code.value
+        if table is not None and mode != "none":
+            self.summary = _summary(table, self.meta, check, mode)
         if baseline is not None and table is not None:
             code = self._gate(baseline, code)
         if aborted:
@@ -193,6 +202,13 @@ class Recording:
             return ExitCode.THRESHOLDS_FAILED.value
         return ExitCode.OK.value if code is None else code
 
+    def print_summary(self) -> None:
+        """Print the summary block to stdout (once)."""
+        if self.summary:
+            sys.stdout.write("\n" + self.summary + "\n")
+            sys.stdout.flush()
+            self.summary = ""
+
     def _close_writer(self) -> None:
         if self.writer is None:
             return
@@ -205,3 +221,15 @@ class Recording:
         except RecordsError as exc:
             self.write_error = str(exc)
             sys.stderr.write(f"loadkit: error: {exc}; the records of this run are incomplete\n")
+
+
+def _summary(table: Any, meta: dict[str, Any], check: Any, mode: str) -> str:
+    """The summary block; a failure to compute it is logged, never the run's end."""
+    from loadkit.summary import summary_text, threshold_lines  # noqa: PLC0415
+
+    try:
+        return summary_text(table, meta, mode=mode,
+                            thresholds=threshold_lines(check.results) if check else None)
+    except Exception as exc:  # the records and the exit code matter more than the block
+        log.error("loadkit: cannot write the summary: %s", exc)
+        return ""
