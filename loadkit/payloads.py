@@ -193,6 +193,7 @@ class PayloadPool:
         self.text = memoryview(self.text_bytes)
         self._text_len = _TEXT_BYTES
         self._complete: dict[int, list[bytes]] = {}
+        self._rows: dict[int, np.ndarray] = {}
 
     def complete(self, size: int) -> list[bytes]:
         """A pool of whole payloads of exactly ``size`` bytes, made once per size.
@@ -210,6 +211,17 @@ class PayloadPool:
                                                                  strict=True)]
             self._complete[size] = cached
         return cached
+
+    def complete_rows(self, size: int) -> np.ndarray:
+        """:meth:`complete`'s payloads of ``size`` (> 0) bytes as the rows of one byte array
+        (entry ``k`` is row ``k``), made once per size: the chunk encoder copies rows by
+        index instead of joining one bytes object per item."""
+        rows = self._rows.get(size)
+        if rows is None:
+            joined = b"".join(self.complete(size))
+            rows = np.frombuffer(joined, dtype=np.uint8).reshape(-1, size)
+            self._rows[size] = rows
+        return rows
 
     def plan(self, sizes: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
         """Choose a base (``-1`` = fallback) and a text offset for each payload size."""
