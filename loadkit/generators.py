@@ -222,7 +222,7 @@ class ItemOptions:
 # --- expected outcome --------------------------------------------------------------------
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, kw_only=True)
 class ExpectedOutcome:
     """What a correct server answers to a batch's first stream, and its final state.
 
@@ -604,8 +604,11 @@ class GeneratedBatch:
         too_large = () if self.oversized_index is None else (self.oversized_index,)
         order, kinds = self._order, self._kinds
         if order is None or kinds is None:
-            return ExpectedOutcome(n, 200, n, n, n, 0, True, None, None, None, None, (),
-                                   too_large, self._counts)
+            return ExpectedOutcome(
+                run_count=n, status=200, lines=n, enqueued=n, items_accepted=n,
+                items_deduplicated=0, sealed=True, enqueued_count=None, expected_count=None,
+                error_line=None, error_message=None, missing=(), too_large=too_large,
+                fault_counts=self._counts)
         bad = np.flatnonzero(kinds >= _MALFORMED)
         stop = int(bad[0]) if len(bad) else len(order)
         read = order[:stop]
@@ -617,9 +620,11 @@ class GeneratedBatch:
             return self._expected_error(order, kinds, too_large)
         sealed = enqueued == n
         return ExpectedOutcome(
-            n, 200, len(order), enqueued, enqueued, len(read) - enqueued, sealed,
-            None if sealed else enqueued, None if sealed else n, None, None, missing,
-            too_large, self._counts,
+            run_count=n, status=200, lines=len(order), enqueued=enqueued,
+            items_accepted=enqueued, items_deduplicated=len(read) - enqueued, sealed=sealed,
+            enqueued_count=None if sealed else enqueued,
+            expected_count=None if sealed else n, error_line=None, error_message=None,
+            missing=missing, too_large=too_large, fault_counts=self._counts,
         )
 
     def _expected_error(self, order: np.ndarray, kinds: np.ndarray,
@@ -665,9 +670,12 @@ class GeneratedBatch:
         if p is not None and (v is None or p < v or self._shares_chunk(v, p)):
             first = p
         status, message = self._error_for(int(kinds[first]), ordered[first], first + 1)
-        return ExpectedOutcome(n, status, len(order), high, 0, 0, False, None, None,
-                               first + 1, message, missing, too_large, self._counts,
-                               enqueued_low=len(sure), errors=tuple(dict.fromkeys(options)))
+        return ExpectedOutcome(
+            run_count=n, status=status, lines=len(order), enqueued=high, items_accepted=0,
+            items_deduplicated=0, sealed=False, enqueued_count=None, expected_count=None,
+            error_line=first + 1, error_message=message, missing=missing,
+            too_large=too_large, fault_counts=self._counts, enqueued_low=len(sure),
+            errors=tuple(dict.fromkeys(options)))
 
     def _shares_chunk(self, a: int, b: int) -> bool:
         """Lines ``a`` < ``b`` of the first stream are sent in one coalesced chunk, ``a`` not
