@@ -165,8 +165,10 @@ class Run:
                             mode=mode, notes=self.notes)
 
     def _repr_html_(self) -> str:
-        table = summary(self).to_frame(name=self.run_id).to_html()
-        return f"<p><b>Run {self.run_id}</b> ({self.path})</p>{table}"
+        """Jupyter: the verdict and the headline figures first (the summary's numbers)."""
+        from loadkit.report import headline_html  # noqa: PLC0415
+
+        return headline_html(self)
 
     def reload(self) -> Run:
         """Read the run directory again (a run still going on has more records now)."""

@@ -114,6 +114,7 @@ def _add_report(subparsers: argparse._SubParsersAction) -> None:
                    help="where to write the report (default RUN_DIR/report)")
     p.add_argument("--resolution", default=None, metavar="SECONDS",
                    help="time bucket of the plots, e.g. 1 or 500ms (default: about 120 buckets)")
+    p.add_argument("--open", action="store_true", help="open the report in your browser")
     p.set_defaults(func=_cmd_report)
 
 
@@ -136,6 +137,12 @@ def _cmd_report(args: argparse.Namespace) -> int:
     for w in caught:
         print(f"loadkit report: warning: {w.message}", file=sys.stderr)
     print(path)
+    if args.open:
+        import webbrowser  # noqa: PLC0415
+
+        if not webbrowser.open(path.resolve().as_uri()):
+            print("loadkit report: no browser to open it in; the file is above",
+                  file=sys.stderr)
     return 0
 
 

@@ -30,6 +30,7 @@ __all__ = [
     "latency_over_time",
     "seal_outcomes",
     "stall_histogram",
+    "stall_over_time",
     "stall_vs_size",
     "throughput",
 ]
@@ -79,6 +80,7 @@ def throughput(run: analysis.Run | pd.DataFrame, ax: Axes | None = None,
     ax.set_xlabel("seconds since the first batch start")
     ax.set_ylabel("items/s (accepted)")
     ax.set_ylim(bottom=0)
+    _thousands(ax.yaxis)
     ax.set_title(title)
     if tp["errors"].any():
         err = ax.twinx()
@@ -139,6 +141,10 @@ def latency_cdf(run: analysis.Run | pd.DataFrame, ax: Axes | None = None) -> Axe
     if not drawn:
         return _empty(ax, title)
     ax.set_xscale("log")
+    from matplotlib.ticker import FuncFormatter  # noqa: PLC0415
+
+    ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _p: f"{v:,.0f}" if v >= 1 else
+                                               f"{v:.2f}".rstrip("0")))
     ax.set_xlabel("total latency, ms (log)")
     ax.set_ylabel("share of batches ≤ x")
     ax.set_ylim(0, 1.01)
@@ -233,6 +239,34 @@ def dedupe(run: analysis.Run | pd.DataFrame, ax: Axes | None = None) -> Axes:
     ax.set_ylabel("items deduplicated")
     ax.set_title(title)
     ax.legend(loc="upper right")
+    return ax
+
+
+def stall_over_time(run: analysis.Run | pd.DataFrame, ax: Axes | None = None,
+                    resolution: str | float = "1s") -> Axes:
+    """Stall share per time bucket (by batch end): stall time ÷ stream time of the batches
+    that ended in it, the share of writing spent waiting on the target."""
+    ax = _axes(ax)
+    title = _title(run, "Backpressure: stall share over time")
+    df = analysis._sent(analysis._frame(run))
+    if len(df):
+        df = df[df["stream_ms"].notna() & (df["stream_ms"] > 0)]
+    if not len(df):
+        return _empty(ax, title, "no streamed batches")
+    seconds = analysis.parse_resolution(resolution)
+    idx, _start, n = analysis._buckets(df, seconds)
+    stall = np.bincount(idx, weights=np.nan_to_num(analysis._float(df["stall_ms"])), minlength=n)
+    stream = np.bincount(idx, weights=analysis._float(df["stream_ms"]), minlength=n)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        share = np.where(stream > 0, stall / stream, np.nan) * 100
+    x = np.arange(n) * seconds
+    ax.step(np.append(x, x[-1] + seconds), np.append(share, share[-1]), where="post",
+            color="#8e44ad", label="stall share")
+    ax.set_xlabel("seconds since the first batch start")
+    ax.set_ylabel("% of stream time waiting")
+    ax.set_ylim(0, max(5.0, float(np.nanmax(share)) * 1.15 if np.isfinite(share).any()
+                       else 5.0))
+    ax.set_title(title)
     return ax
 
 

@@ -1,8 +1,12 @@
 """Internal: a shareable, self-contained HTML report of one run (``loadkit report RUN_DIR``).
 
-:func:`write_report` writes ``report.html`` (summary tables, thresholds, the run's options
-with any secret redacted, every plot embedded as a base64 PNG: one file to attach or mail)
-and the same plots as PNG files next to it. Figures are drawn on plain
+:func:`write_report` writes ``report.html`` and the charts it shows as PNG files next to it.
+The page answers first: a verdict (``id="verdict"``: thresholds, violations, seal rate), the
+headline figures of the summary (``id="headline"``), a capacity search's answer; then the
+charts that matter for this run, then the detail tables; sections with nothing to show are
+one line, and the options and run.json are key/value tables in collapsed ``<details>``.
+Every number is written by :mod:`loadkit.humanize`; images are inline (base64 PNG), nothing
+is fetched, any secret is redacted, and it prints on A4. Figures are drawn on plain
 :class:`matplotlib.figure.Figure` objects: no pyplot, no backend, no global state touched.
 """
 
@@ -15,7 +19,7 @@ import io
 import math
 import os
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
@@ -24,10 +28,11 @@ import pandas as pd
 from matplotlib.figure import Figure
 
 from loadkit import __version__, analysis, plots
+from loadkit import humanize as hz
 from loadkit.errors import RecordsError
 from loadkit.records import atomic_write
 
-__all__ = ["PLOTS", "REDACTED", "redact", "write_report"]
+__all__ = ["PLOTS", "REDACTED", "headline_html", "redact", "write_report"]
 
 REDACTED = "[redacted]"
 _SECRET_NAME = re.compile(r"secret|token|passw|authori[sz]ation|api[_-]?key|(^|_)key$|cookie",
@@ -38,13 +43,14 @@ _SECRET_VALUE = re.compile(r"\btr_(?:dev|prod|stg|staging|preview|test)_[A-Za-z0
 PLOTS: dict[str, Callable[..., Any]] = {
     "throughput": plots.throughput,
     "latency_over_time": plots.latency_over_time,
-    "latency_cdf": plots.latency_cdf,
-    "stall_histogram": plots.stall_histogram,
-    "stall_vs_size": plots.stall_vs_size,
+    "stall_over_time": plots.stall_over_time,
     "seal_outcomes": plots.seal_outcomes,
+    "latency_cdf": plots.latency_cdf,
+    "stall_vs_size": plots.stall_vs_size,
     "dedupe": plots.dedupe,
 }
-"""File stem → plot function; each becomes ``<stem>.png`` and a figure in the HTML."""
+"""File stem → plot function, in the order the charts appear; a chart is drawn only when the
+run has something to show in it (:func:`_charts` says why not, in one line)."""
 
 _RESOLUTIONS = (0.1, 0.25, 0.5, 1, 2, 5, 10, 15, 30, 60, 120, 300, 600, 1800, 3600)
 
@@ -77,72 +83,276 @@ def _resolution(run: analysis.Run) -> float:
     return next((r for r in _RESOLUTIONS if duration / r <= 120), _RESOLUTIONS[-1])
 
 
-def _fmt(value: Any) -> str:
+# --- cells and tables --------------------------------------------------------------------
+
+_SHARE = re.compile(r"(share|_rate|fraction|relative|^change$|^ci_(low|high)$)")
+
+
+def _fmt(value: Any, column: str = "") -> str:
+    """A cell for people: shares as %, ms columns as ms, the rest by humanize.value."""
     if value is None or value is pd.NA or value is pd.NaT:
-        return "–"
-    if isinstance(value, (bool, np.bool_)):
-        return "yes" if value else "no"
-    if isinstance(value, (int, np.integer)):
-        return f"{int(value):,}"
-    if isinstance(value, (float, np.floating)):
-        v = float(value)
-        if math.isnan(v):
-            return "–"
-        if v.is_integer() and abs(v) < 1e15:
-            return f"{int(v):,}"
-        return f"{v:,.4g}" if abs(v) >= 1e-3 else f"{v:.3g}"
-    return str(value)
+        return hz.MISSING
+    if isinstance(value, (float, np.floating)) and math.isnan(float(value)):
+        return hz.MISSING
+    name = column.lower()
+    if isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(
+            value, (bool, np.bool_)):
+        if _SHARE.search(name) and "per_s" not in name:
+            return hz.share(value)
+        percentile = name.startswith("p") and name[1:].replace(".", "").isdigit()
+        if name.endswith("_ms") or percentile or name in ("mean", "max", "min"):
+            return f"{float(value):.1f}" if abs(float(value)) < 10 else hz.count(value)
+        if name.endswith("per_s") and "mb" not in name:
+            return hz.number(value, 4) if abs(float(value)) < 1000 else hz.count(value)
+    return hz.value(value)
 
 
-def _table(data: pd.DataFrame | pd.Series, caption: str | None = None) -> str:
+def _label(text: Any) -> str:
+    """A column or row name for people: ``items_per_s`` → ``items/s``, ``_`` → space."""
+    out = str(text)
+    for a, b in (("_per_s", "/s"), ("mb/s", "MB/s"), ("_ms", " (ms)"), ("_", " ")):
+        out = out.replace(a, b)
+    return out
+
+
+def _table(data: pd.DataFrame | pd.Series, caption: str | None = None, *,
+           label_rows: bool = True) -> str:
     frame = data.to_frame() if isinstance(data, pd.Series) else data
     frame = frame.copy()
-    frame.index = [", ".join(map(str, i)) if isinstance(i, tuple) else str(i)
-                   for i in frame.index]
-    head = "".join(f"<th>{html.escape(str(c))}</th>" for c in frame.columns)
-    name = html.escape(str(data.index.name or "")) if data.index.name else ""
-    rows = "".join(
-        "<tr><th>" + html.escape(idx) + "</th>"
-        + "".join(f"<td>{html.escape(_fmt(v))}</td>" for v in row) + "</tr>"
-        for idx, row in zip(frame.index, frame.itertuples(index=False), strict=True))
+    index = [", ".join(map(str, i)) if isinstance(i, tuple) else str(i) for i in frame.index]
+    columns = [str(c) for c in frame.columns]
+    head = "".join(f"<th>{html.escape(_label(c))}</th>" for c in columns)
+    name = html.escape(_label(data.index.name)) if data.index.name else ""
+    body = []
+    for idx, row in zip(index, frame.itertuples(index=False), strict=True):
+        cells = "".join(
+            f"<td>{html.escape(_fmt(v, c if len(columns) > 1 or c not in ('', 'value') else idx))}"
+            "</td>" for c, v in zip(columns, row, strict=True))
+        body.append(f"<tr><th>{html.escape(_label(idx) if label_rows else idx)}</th>{cells}</tr>")
     cap = f"<caption>{html.escape(caption)}</caption>" if caption else ""
-    return f"<table>{cap}<thead><tr><th>{name}</th>{head}</tr></thead><tbody>{rows}</tbody></table>"
+    return (f"<table>{cap}<thead><tr><th>{name}</th>{head}</tr></thead>"
+            f"<tbody>{''.join(body)}</tbody></table>")
 
 
-def _thresholds(run: analysis.Run) -> tuple[str, str]:
-    """(HTML table, note) of the run's thresholds evaluated over its records."""
+def _kv(pairs: Iterable[tuple[str, Any]]) -> str:
+    """A two-column key/value table (values already redacted)."""
+    rows = "".join(f"<tr><th>{html.escape(str(k))}</th><td class=l>{html.escape(_plain(v))}</td>"
+                   "</tr>" for k, v in pairs)
+    return f'<table class="kv"><tbody>{rows}</tbody></table>'
+
+
+def _plain(value: Any) -> str:
+    if isinstance(value, (list, tuple)):
+        return ", ".join(_plain(v) for v in value) if value else hz.MISSING
+    if isinstance(value, str):
+        return value if value else "(empty)"
+    return hz.value(value)
+
+
+def _flatten(value: Any, prefix: str = "") -> list[tuple[str, Any]]:
+    """Nested dicts as dotted keys (``server_stats.batches_sealed``), in key order."""
+    if isinstance(value, dict):
+        out: list[tuple[str, Any]] = []
+        for k in sorted(value, key=str):
+            out += _flatten(value[k], f"{prefix}{k}.")
+        return out or [(prefix.rstrip("."), "(none)")]
+    return [(prefix.rstrip("."), value)]
+
+
+def _line(text: str) -> str:
+    return f'<p class="none">{html.escape(text)}</p>'
+
+
+# --- the parts of the page -----------------------------------------------------------------
+
+
+def _threshold_rows(run: analysis.Run) -> tuple[list[tuple[str, float, str]], str]:
+    """(threshold, measured, result) rows of the run's thresholds, and where they came from."""
     from loadkit import thresholds as th  # noqa: PLC0415
 
-    given = run.options.get("threshold") or run.options.get("thresholds") or []
-    given = [given] if isinstance(given, str) else list(given)
-    note = "thresholds of the run (run.json options)"
+    given = th.threshold_texts(run.options.get("threshold") or run.options.get("thresholds"))
+    note = "the run's thresholds (run.json options)"
     if not given:
-        given, note = list(th.DEFAULT_THRESHOLDS), "no thresholds in run.json: the defaults"
+        given, note = list(th.DEFAULT_THRESHOLDS), "no thresholds were set: the CI defaults"
     rows = []
     for text in given:
         try:
             (result,) = th.evaluate([text], run.batches)
             rows.append((result.threshold.text, result.value,
-                         "pass" if result.passed else "FAIL"))
+                         "✓ pass" if result.passed else "✗ FAIL"))
         except ValueError as exc:  # ThresholdError is a ValueError
             rows.append((str(text), math.nan, f"invalid: {exc}"))
-    frame = pd.DataFrame(rows, columns=["threshold", "measured", "result"]).set_index(
-        "threshold")
-    return _table(frame), note
+    return rows, note
 
 
-def _figures(run: analysis.Run, resolution: float) -> dict[str, bytes]:
+def _measured(text: str, value: float) -> str:
+    if math.isnan(value):
+        return "no data"
+    return hz.number(value, 4) + (" ms" if text.split(maxsplit=1)[0].endswith("_ms)") else "")
+
+
+def _verdict(run: analysis.Run, rows: list[tuple[str, float, str]], note: str,
+             figs: Any, capacity: bool) -> str:
+    m = figs.metrics
+    failed = [r for r in rows if not r[2].startswith("✓")]
+    violations = int(m["violations"])
+    if capacity:
+        state, word = "info", "CAPACITY SEARCH"
+    elif not m["batches"]:
+        state, word = "fail", "NO BATCHES"
+    elif failed or violations:
+        state, word = "fail", "FAILED"
+    else:
+        state, word = "pass", "PASSED"
+    facts = [f"thresholds {len(rows) - len(failed)} of {len(rows)} passed"
+             + ("" if note.startswith("the run") else " (CI defaults)"),
+             f"{hz.count(violations)} contract violation{'s' if violations != 1 else ''}",
+             f"{hz.share(m['seal_rate'])} of batches sealed"]
+    items = "".join(f"<li>✗ {html.escape(t)}: measured {html.escape(_measured(t, v))}</li>"
+                    for t, v, _r in failed)
+    return (f'<section id="verdict" class="verdict {state}"><div class="word">{word}</div>'
+            f'<div class="facts">{html.escape(" · ".join(facts))}</div>'
+            + (f'<ul class="failed">{items}</ul>' if items else "") + "</section>")
+
+
+def _cards(figs: Any) -> list[tuple[str, str, str]]:
+    """(label, value, detail) of each headline figure."""
+    m = figs.metrics
+    total = figs.latency.get("total", {})
+    intended = figs.latency.get("from intended")
+    cards = [
+        ("throughput", hz.rate(m["items_per_s"], "items/s"),
+         f"{hz.mb_per_s(m['mb_per_s'])} · {hz.rate(m['batches_per_s'], 'batches/s')}"),
+        ("batches", hz.count(m["batches"]),
+         f"{hz.share(m['seal_rate'])} sealed · {hz.count(figs.after_retry)} after retry · "
+         f"{hz.count(figs.never)} never"),
+        ("total latency p95", hz.ms(total.get("p95")),
+         f"p50 {hz.ms(total.get('p50'))} · p99 {hz.ms(total.get('p99'))}"),
+    ]
+    if intended:
+        cards.append(("p95 from intended start", hz.ms(intended["p95"]),
+                      f"p50 {hz.ms(intended['p50'])} · p99 {hz.ms(intended['p99'])}"))
+    cards += [
+        ("stall", hz.share(figs.stall_share), "of stream time waiting on the target"
+         + ("" if math.isnan(figs.write_share) else f" · writing {hz.share(figs.write_share)}")),
+        ("items", hz.count(m["items"]), f"{hz.size(m['bytes'])} sent in "
+         f"{hz.duration(m['duration_s'])}"),
+        ("retries", hz.count(m["retries"]), f"{hz.count(m['rate_limited'])} × 429 · "
+         f"{hz.count(m['dropped'])} dropped"),
+    ]
+    return cards
+
+
+def headline_html(run: analysis.Run) -> str:
+    """The verdict and the headline figures as an HTML fragment (a Run's Jupyter repr)."""
+    from loadkit.summary import figures  # noqa: PLC0415
+
+    figs = figures(run.batches)
+    rows, note = _threshold_rows(run)
+    return (f"<div class=loadkit-run><style>{_CSS_CARDS}</style><p><b>loadkit run "
+            f"{html.escape(run.run_id)}</b> <span class=sub>{html.escape(str(run.path))}"
+            f"</span></p>{_verdict(run, rows, note, figs, False)}{_headline(figs)}</div>")
+
+
+def _headline(figs: Any) -> str:
+    cards = "".join(f'<div class="card"><div class="k">{html.escape(k)}</div>'
+                    f'<div class="v">{html.escape(v)}</div><div class="d">{html.escape(d)}'
+                    "</div></div>" for k, v, d in _cards(figs))
+    return f'<section id="headline" class="cards">{cards}</section>'
+
+
+def _charts(run: analysis.Run, figs: Any, resolution: float) -> tuple[dict[str, bytes],
+                                                                        list[str]]:
+    """The charts worth drawing for this run (PNG bytes by stem), and one line for each
+    chart left out, saying why."""
+    m = figs.metrics
+    if not m["batches"]:
+        return {}, ["no batches: nothing to chart"]
+    skip: dict[str, str] = {}
+    if not (figs.stall_share > 0):
+        skip["stall_over_time"] = ("no stall: every write went straight into the socket "
+                                   "(the target kept up)")
+        skip["stall_vs_size"] = ""
+    elif run.batches["run_count"].nunique() < 3:
+        skip["stall_vs_size"] = ""
+    if figs.first_try == m["batches"] and not m["dropped"]:
+        skip["seal_outcomes"] = "every batch sealed on the first try"
+    if not figs.faults_injected:
+        skip["dedupe"] = "no faults injected: dedupe had nothing to catch"
+    if m["batches"] < 3:
+        skip["latency_cdf"] = ""
     out = {}
     for stem, func in PLOTS.items():
-        fig = Figure(figsize=(8, 4), layout="constrained")
+        if stem in skip:
+            continue
+        fig = Figure(figsize=(8, 3.4), layout="constrained")
         ax = fig.add_subplot()
         if "resolution" in func.__code__.co_varnames:
             func(run, ax, resolution=resolution)
         else:
             func(run, ax)
         buf = io.BytesIO()
-        fig.savefig(buf, format="png", dpi=100)
+        fig.savefig(buf, format="png", dpi=120)
         out[stem] = buf.getvalue()
+    return out, [why for why in skip.values() if why]
+
+
+def _img(stem: str, data: bytes) -> str:
+    return (f'<figure><img alt="{stem}" src="data:image/png;base64,'
+            f'{base64.b64encode(data).decode()}"><figcaption class="note">{stem}.png'
+            "</figcaption></figure>")
+
+
+def _details(run: analysis.Run, rows: list[tuple[str, float, str]], note: str,
+             figs: Any) -> list[str]:
+    m = figs.metrics
+    out = ["<h2>Thresholds</h2>", f'<p class="note">{html.escape(note)}</p>',
+           '<table><thead><tr><th>threshold</th><th>measured</th><th>result</th></tr></thead>'
+           "<tbody>" + "".join(
+               f'<tr class="{"ok" if r.startswith("✓") else "bad"}"><th>{html.escape(t)}</th>'
+               f"<td>{html.escape(_measured(t, v))}</td><td>{html.escape(r)}</td></tr>"
+               for t, v, r in rows) + "</tbody></table>"]
+    if not m["batches"]:
+        return [*out, _line("no batch records: no latency, seals, dedupe or backpressure to "
+                            "show")]
+    lat = analysis.latency(run)
+    lat = lat[lat["count"] > 0]
+    out += ["<h2>Latency (ms)</h2>",
+            '<p class="note">exact percentiles over every batch; <i>total</i> from the actual '
+            "start, <i>total from intended</i> from the intended start (open model).</p>",
+            _table(lat)]
+    seals = analysis.seal_outcomes(run)
+    seals = seals[seals["batches"] > 0]
+    out += ["<h2>Seals</h2>", _table(seals)]
+    causes = analysis.seal_causes(run)
+    out.append(_table(causes, "causes of late or missing seals") if len(causes) else
+               _line("no late or missing seals"))
+    out.append("<h2>Dedupe</h2>")
+    if figs.faults_injected or figs.dedupe_reported:
+        dd = analysis.dedupe(run)
+        out += ['<p class="note">first-try batches compare exactly; retried batches are '
+                "counted, not compared.</p>", _table(dd[dd["batches"] > 0])]
+    else:
+        out.append(_line("no faults injected, and the target reported no duplicates"))
+    out.append("<h2>Retries</h2>")
+    if m["retries"]:
+        causes_s = pd.Series(figs.retry_causes, name="attempts", dtype="int64")
+        causes_s.index.name = "why the earlier attempt ended"
+        out.append(_table(causes_s, f"{hz.count(m['retries'])} retries"))
+    else:
+        out.append(_line("no retries"))
+    out += ["<h2>Backpressure</h2>", _table(analysis.backpressure(run).rename("value"))]
+    out.append("<h2>Rate limiting</h2>")
+    out.append(_table(analysis.rate_limiting(run).rename("value")) if m["rate_limited"] else
+               _line("no rate limiting (no 429 answers)"))
+    workers = analysis.by_worker(run)
+    if len(workers) > 1:
+        out += ["<h2>Per worker</h2>", _table(workers)]
+    cross = analysis.crosscheck(run)
+    out.append("<h2>Cross-check against the server's counters</h2>")
+    out.append(_table(cross) if cross is not None and len(cross) else
+               _line("run.json holds no server counters (the run did not use the embedded "
+                     "reference server)"))
     return out
 
 
@@ -181,23 +391,45 @@ def _when(epoch: Any) -> str:
         return str(epoch) if epoch is not None else "–"
 
 
-_CSS = """
-body{font-family:system-ui,-apple-system,Segoe UI,sans-serif;margin:2em;color:#222;max-width:1200px}
-h1{font-size:1.5em}h2{font-size:1.2em;margin-top:2em;border-bottom:1px solid #ddd}
+_CSS_CARDS = """
+.verdict{border-radius:8px;padding:.8em 1.2em;margin:1em 0;border:2px solid}
+.verdict.pass{background:#eaf7ef;border-color:#2e8b57}.verdict.fail{background:#fdeeee;
+border-color:#c0392b}.verdict.info{background:#eef3fb;border-color:#2c6fbb}
+.verdict .word{font-size:1.6em;font-weight:700}.verdict.pass .word{color:#1f6b41}
+.verdict.fail .word{color:#a02c1f}.verdict.info .word{color:#1d4f8a}
+.verdict ul{margin:.4em 0 0;padding-left:1.2em}
+.cards{display:grid;grid-template-columns:repeat(auto-fill,minmax(210px,1fr));gap:.7em;
+margin:1em 0}.card{border:1px solid #ddd;border-radius:8px;padding:.6em .9em;background:#fff}
+.card .k{color:#666;font-size:.85em}.card .v{font-size:1.5em;font-weight:600;margin:.1em 0}
+.card .d{color:#555;font-size:.85em}.sub{color:#666}
+"""
+
+_CSS = _CSS_CARDS + """
+body{font-family:system-ui,-apple-system,Segoe UI,sans-serif;margin:2em auto;color:#222;
+max-width:1200px;padding:0 1em}
+h1{font-size:1.5em;margin-bottom:.1em}h2{font-size:1.2em;margin-top:1.8em;
+border-bottom:1px solid #ddd}
 table{border-collapse:collapse;margin:.5em 0 1em;font-size:.9em}
-th,td{border:1px solid #ddd;padding:.25em .6em;text-align:right}
+th,td{border:1px solid #ddd;padding:.25em .6em;text-align:right;font-variant-numeric:tabular-nums}
 thead th{background:#f4f4f4}tbody th{text-align:left;font-weight:normal;background:#fafafa}
+td.l{text-align:left}tr.bad td,tr.bad th{color:#a02c1f;font-weight:600}
 caption{text-align:left;font-weight:bold;padding:.3em 0}
-img{max-width:100%;border:1px solid #eee;margin:.5em 0}
-.note{color:#666;font-size:.9em}.warn{color:#a05a00}
-pre{background:#f7f7f7;padding:1em;overflow:auto;font-size:.85em}
+.charts{display:grid;grid-template-columns:repeat(auto-fit,minmax(520px,1fr));gap:.5em}
+figure{margin:0}img{max-width:100%;border:1px solid #eee}
+.note{color:#666;font-size:.9em}.warn{color:#a05a00}.none{color:#555;font-style:italic}
+details{margin:.6em 0}summary{cursor:pointer;font-weight:600}
+@page{size:A4;margin:12mm}
+@media print{body{margin:0;max-width:none;font-size:10pt}.charts{display:block}
+figure,table,.verdict,.cards{break-inside:avoid}h2{break-after:avoid}}
 """
 
 
 def write_report(run_dir: str | Path | analysis.Run, out_dir: str | Path | None = None,
                  *, resolution: str | float | None = None) -> Path:
-    """Write ``report.html`` and one PNG per plot to ``out_dir`` (default
+    """Write ``report.html`` and one PNG per chart shown to ``out_dir`` (default
     ``RUN_DIR/report``); return the HTML file's path."""
+    from loadkit.summary import figures  # noqa: PLC0415
+
     run = run_dir if isinstance(run_dir, analysis.Run) else analysis.load_run(run_dir)
     out = Path(out_dir) if out_dir is not None else run.path / "report"
     try:
@@ -208,55 +440,54 @@ def write_report(run_dir: str | Path | analysis.Run, out_dir: str | Path | None 
     res = analysis.parse_resolution(resolution) if resolution is not None else _resolution(run)
     secrets = _env_secrets()
     meta = redact(run.meta, secrets)
+    figs = figures(run.batches)
 
-    pngs = _figures(run, res)
+    pngs, left_out = _charts(run, figs, res)
     for stem, data in pngs.items():
         atomic_write(out / f"{stem}.png", data)
-
-    thresholds_html, thresholds_note = _thresholds(run)
-    cross = analysis.crosscheck(run)
-    cross_html = (_table(cross) if cross is not None else
-                  '<p class="note">run.json holds no server stats snapshot (the run did not '
-                  "use the embedded reference server, or its writer did not record one).</p>")
-    target = meta.get("target") or meta.get("target_url") or meta.get("host") or "–"
-    head = {
-        "run id": run.run_id, "directory": str(run.path), "records from": run.source,
-        "started": _when(meta.get("started_at")), "ended": _when(meta.get("ended_at")),
-        "target": target if isinstance(target, str) else redact(str(target), secrets),
-        "loadkit": meta.get("loadkit_version", "–"), "locust": meta.get("locust_version", "–"),
-        "schema version": meta.get("schema_version", "–"),
-        "report by": f"loadkit {__version__}, buckets of {res:g} s",
-    }
+    rows, note = _threshold_rows(run)
+    capacity = _capacity(run, out)
+    target = meta.get("target") or meta.get("target_url") or meta.get("host") or hz.MISSING
+    if isinstance(target, dict):
+        target = str(target.get("url") or target)
+    target = target if isinstance(target, str) else redact(str(target), secrets)
+    locust = meta.get("locust") if isinstance(meta.get("locust"), dict) else {}
+    users = locust.get("num_users")
+    sub = [f"target {target}" + (" (embedded reference server)"
+                                 if meta.get("embedded_server") else ""),
+           f"started {_when(meta.get('started_at'))}",
+           hz.duration(figs.metrics["duration_s"]),
+           ", ".join(x for x in (f"{meta['model']} model" if meta.get("model") else "",
+                                f"{users:,} users" if isinstance(users, int) else "") if x)]
     notes = "".join(f'<li class="warn">{html.escape(redact(n, secrets))}</li>'
                     for n in run.notes)
+    about = [("run id", run.run_id), ("directory", str(run.path)),
+             ("records from", run.source), ("started", _when(meta.get("started_at"))),
+             ("ended", _when(meta.get("ended_at"))), ("target", target),
+             ("loadkit", meta.get("loadkit_version", hz.MISSING)),
+             ("locust", meta.get("locust_version", hz.MISSING)),
+             ("schema version", meta.get("schema_version", hz.MISSING)),
+             ("report", f"loadkit {__version__}, time buckets of {hz.number(res)} s")]
     sections = [
         f"<h1>loadkit run {html.escape(run.run_id)}</h1>",
-        _table(pd.Series(head, name="", dtype=object)),
-        f"<ul>{notes}</ul>" if notes else "",
-        *_capacity(run, out),
-        "<h2>Summary</h2>", _table(analysis.summary(run).rename("value")),
-        "<h2>Thresholds</h2>", f'<p class="note">{html.escape(thresholds_note)}</p>',
-        thresholds_html,
-        "<h2>Latency (ms)</h2>",
-        '<p class="note">exact percentiles over every batch; <i>total</i> from the actual '
-        "start, <i>total_from_intended</i> from the intended start (open model).</p>",
-        _table(analysis.latency(run)),
-        "<h2>Seals</h2>", _table(analysis.seal_outcomes(run)),
-        _table(analysis.seal_causes(run), "causes of late or missing seals"),
-        "<h2>Dedupe (first-try batches)</h2>", _table(analysis.dedupe(run)),
-        "<h2>Backpressure</h2>", _table(analysis.backpressure(run).rename("value")),
-        "<h2>Rate limiting</h2>", _table(analysis.rate_limiting(run).rename("value")),
-        "<h2>Per worker</h2>", _table(analysis.by_worker(run)),
-        "<h2>Cross-check against the server's counters</h2>", cross_html,
-        "<h2>Plots</h2>",
-        *(f'<figure><img alt="{stem}" src="data:image/png;base64,'
-          f'{base64.b64encode(data).decode()}"><figcaption class="note">{stem}.png'
-          "</figcaption></figure>" for stem, data in pngs.items()),
-        "<h2>Options (secrets redacted)</h2>",
-        f"<pre>{html.escape(_json(meta.get('options', {})))}</pre>",
-        "<h2>run.json</h2>", f"<pre>{html.escape(_json(meta))}</pre>",
+        f'<p class="sub">{html.escape(" · ".join(s for s in sub if s))}</p>',
+        _verdict(run, rows, note, figs, bool(capacity)),
+        _headline(figs),
+        f'<ul class="notes">{notes}</ul>' if notes else "",
+        *capacity,
+        "<h2>Charts</h2>",
+        '<div class="charts">' + "".join(_img(s, d) for s, d in pngs.items()) + "</div>",
+        *(_line(why) for why in left_out),
+        *_details(run, rows, note, figs),
+        "<h2>Run</h2>",
+        "<details><summary>options (secrets redacted)</summary>"
+        + _kv(_flatten(meta.get("options") or {})) + "</details>",
+        "<details><summary>run.json (secrets redacted)</summary>"
+        + _kv(_flatten({k: v for k, v in meta.items() if k != "options"})) + "</details>",
+        "<details><summary>about this report</summary>" + _kv(about) + "</details>",
     ]
     page = (f"<!doctype html><html lang=en><head><meta charset=utf-8>"
+            f'<meta name="viewport" content="width=device-width,initial-scale=1">'
             f"<title>loadkit run {html.escape(run.run_id)}</title><style>{_CSS}</style></head>"
             f"<body>{''.join(sections)}</body></html>")
     for secret in secrets:  # last line of defence: a key from the environment, anywhere
@@ -264,9 +495,3 @@ def write_report(run_dir: str | Path | analysis.Run, out_dir: str | Path | None 
     path = out / "report.html"
     atomic_write(path, page)
     return path
-
-
-def _json(value: Any) -> str:
-    import json  # noqa: PLC0415
-
-    return json.dumps(value, indent=2, sort_keys=True, default=str)

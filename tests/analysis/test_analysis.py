@@ -291,9 +291,11 @@ def test_jsonl_and_parquet_load_identically(make_run, records_a):
 
 
 def test_repr_html(run_a):
-    """A Run shows its summary in a notebook."""
+    """A Run shows its verdict and headline figures first in a notebook, not a long table."""
     assert "run-a" in repr(run_a)
-    assert "<table" in run_a._repr_html_()
+    page = run_a._repr_html_()
+    assert page.index('id="verdict"') < page.index('id="headline"')
+    assert "<table" not in page
 
 
 def test_by_task_counts_each_task_of_mixed_batches(run_a):
