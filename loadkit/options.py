@@ -222,6 +222,9 @@ SERVER_KNOBS: tuple[OptionDef, ...] = (
     _knob("create_delay", "float", "seconds added to every create answer", "SECONDS"),
     _knob("seal_timeout", "float", "seconds before an unsealed batch is aborted", "SECONDS"),
     _knob("engine_tick", "float", "run engine step interval in seconds", "SECONDS"),
+    _knob("close_after_error", "bool", "after a stream's error answer close that connection, "
+          "as the real server does when it answers before reading the whole body (the "
+          "client's next request on it meets a reset)", "BOOL"),
     _knob("seed", "int", "seed for the server's fault decisions (default off)", "N"),
     _knob("access_log", "bool", "log every request"),
 )

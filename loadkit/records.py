@@ -57,9 +57,9 @@ __all__ = [
     "write_run_meta",
 ]
 
-SCHEMA_VERSION = 3
-"""2 added ``tasks``, 3 ``write_ms`` (and the chunks' ``stall_ms``); older runs load with them
-empty."""
+SCHEMA_VERSION = 4
+"""2 added ``tasks``, 3 ``write_ms`` (and the chunks' ``stall_ms``), 4 ``notes`` and
+``rate_limiter``; older runs load with them empty."""
 
 # OUTCOMES (the values of ``outcome``) are defined in loadkit.vocabulary and re-exported here.
 
@@ -156,6 +156,15 @@ class BatchRecord:
     write_ms: float | None = None
     """Time the body's writes took in all attempts: framing, the kernel's copy and any wait
     (``stall_ms`` is the wait)."""
+    # added in schema version 4
+    notes: str | None = None
+    """``; ``-separated remarks that are no violation: an error text whose detail (after its
+    stable prefix) differs from the reference server's, a connection reset met after an early
+    error answer (the request re-sent), why ``verified`` is empty although verify ran."""
+    rate_limiter: str | None = None
+    """Which limiter answered this batch's 429s: ``batch`` (the create's token bucket, a JSON
+    ``error`` body), ``api`` (the general API limiter, an ``application/problem+json`` body),
+    or both comma-separated in that order; None without a 429."""
 
     def as_dict(self) -> dict[str, Any]:
         return {name: getattr(self, name) for name in FIELD_NAMES}

@@ -20,7 +20,10 @@ from dataclasses import dataclass
 from typing import Any, Literal, overload
 
 __all__ = [
+    "API_LIMIT_BATCH_GRANT",
+    "API_LIMIT_GRANT_TTL_S",
     "API_VERSION",
+    "CANCEL_RUN_PATH",
     "CREATE_BODY_MAX_BYTES",
     "CREATE_PATH",
     "DEFAULT_LOCAL_SECRET_KEY",
@@ -32,7 +35,9 @@ __all__ = [
     "NDJSON_CONTENT_TYPES",
     "OPENAPI_PATH",
     "PAYLOAD_TOO_LARGE",
+    "PROBLEM_CONTENT_TYPE",
     "RETRIEVE_PATH",
+    "RETRIEVE_V1_PATH",
     "SOURCE",
     "STATS_PATH",
     "STREAM_PATH",
@@ -42,7 +47,9 @@ __all__ = [
     "ProcessingError",
     "RetrieveAnswer",
     "StreamAnswer",
+    "api_rate_limit_body",
     "batch_id_well_formed",
+    "cancel_run_path",
     "create_body_error",
     "create_path",
     "error_body",
@@ -61,7 +68,9 @@ __all__ = [
     "parse_create_response",
     "parse_retrieve_response",
     "parse_stream_response",
+    "rate_limiter_of",
     "retrieve_path",
+    "retrieve_v1_path",
     "stable_prefix",
     "stream_path",
     "stream_response",
@@ -72,6 +81,9 @@ __all__ = [
 CREATE_PATH = "/api/v3/batches"
 STREAM_PATH = "/api/v3/batches/{batch_id}/items"
 RETRIEVE_PATH = "/api/v2/batches/{batch_id}"
+RETRIEVE_V1_PATH = "/api/v1/batches/{batch_id}"
+"""The older SDKs' retrieve: top-level ``errors`` and run counts, no ``processing``."""
+CANCEL_RUN_PATH = "/api/v2/runs/{run_id}/cancel"
 OPENAPI_PATH = "/openapi.json"
 STATS_PATH = "/api/loadkit/stats"
 """The reference server's truth counters (not part of Trigger.dev's API)."""
@@ -96,11 +108,21 @@ def retrieve_path(batch_id: str) -> str:
     return RETRIEVE_PATH.format(batch_id=batch_id)
 
 
+def retrieve_v1_path(batch_id: str) -> str:
+    return RETRIEVE_V1_PATH.format(batch_id=batch_id)
+
+
+def cancel_run_path(run_id: str) -> str:
+    return CANCEL_RUN_PATH.format(run_id=run_id)
+
+
 # --- content types and headers -----------------------------------------------------------
 
 NDJSON_CONTENT_TYPE = "application/x-ndjson"
 NDJSON_CONTENT_TYPES = ("application/x-ndjson", "application/ndjson")
 JSON_CONTENT_TYPE = "application/json"
+PROBLEM_CONTENT_TYPE = "application/problem+json"
+"""The general API rate limiter's 429 (RFC 9457 problem details)."""
 
 
 def is_ndjson_content_type(value: str | None) -> bool:
@@ -250,6 +272,11 @@ class msg:
         return "Not found"
 
     @staticmethod
+    def run_not_found() -> str:
+        """A cancel of a run the route's lookup does not find (the route builder's 404)."""
+        return "Resource not found"
+
+    @staticmethod
     def route_not_found(method: str, path: str) -> str:
         return f"No route for {method} {path}"
 
@@ -261,6 +288,36 @@ class msg:
     def injected_error() -> str:
         """The 500 a reference server sends when told to inject server errors."""
         return "Something went wrong (injected by the loadkit reference server)"
+
+
+# --- the general API rate limiter ---------------------------------------------------------
+
+API_LIMIT_BATCH_GRANT = 10
+"""Item requests of a new batch that bypass the general API limiter (its stream grant)."""
+API_LIMIT_GRANT_TTL_S = 1800.0
+"""How long after its creation a batch's stream grant can be spent."""
+
+
+def api_rate_limit_body(remaining: int, limit: int, reset_ms: int, now_ms: float
+                        ) -> dict[str, object]:
+    """The general API limiter's 429 body (``application/problem+json``)."""
+    seconds = max(0.0, (reset_ms - now_ms) / 1000.0)
+    text = (f"Rate limit exceeded {max(0, remaining)}/{limit} requests remaining. "
+            f"Retry in {js_number_str(seconds)} seconds.")
+    return {"title": "Rate Limit Exceeded", "status": 429,
+            "type": "https://developer.mozilla.org/en-US/docs/Web/HTTP/Status/429",
+            "detail": text, "reset": reset_ms, "limit": limit, "remaining": remaining,
+            "secondsUntilReset": seconds, "error": text}
+
+
+def rate_limiter_of(content_type: str | None, body: object) -> str:
+    """Which limiter sent a 429: ``api`` (the general API limiter: a problem+json body or its
+    ``title``), else ``batch`` (the create's token bucket, a JSON ``error`` body)."""
+    if content_type and PROBLEM_CONTENT_TYPE in content_type.lower():
+        return "api"
+    if isinstance(body, dict) and body.get("title") == "Rate Limit Exceeded":
+        return "api"
+    return "batch"
 
 
 def error_body(message: str) -> dict[str, str]:

@@ -161,3 +161,23 @@ def test_atomic_write_syncs_the_folder_and_keeps_the_old_file_on_failure(tmp_pat
         atomic_write(path, b"second\n")
     assert path.read_text() == "first\n"
     assert os.listdir(tmp_path) == ["out.txt"]
+
+
+def test_schema_3_run_loads_with_notes_and_rate_limiter_empty(tmp_path):
+    """A schema-3 run (no notes, no rate_limiter) loads from JSONL and Parquet with them null."""
+    import pyarrow.parquet as pq  # noqa: PLC0415
+
+    rows = [{k: v for k, v in row(seq=i).items()
+             if k not in ("notes", "rate_limiter")} for i in range(3)]
+    jsonl_dir, parquet_dir = tmp_path / "jsonl", tmp_path / "parquet"
+    jsonl_dir.mkdir()
+    parquet_dir.mkdir()
+    with RecordWriter(jsonl_dir / RECORDS_JSONL) as writer:
+        writer.write_many(rows)
+    old = records_table(rows).drop_columns(["notes", "rate_limiter"])
+    pq.write_table(old, parquet_dir / "records.parquet")
+    for run_dir in (jsonl_dir, parquet_dir):
+        table = read_records(run_dir)
+        assert table.column("notes").to_pylist() == [None] * 3
+        assert table.column("rate_limiter").to_pylist() == [None] * 3
+        assert table.column("seq").to_pylist() == [0, 1, 2]

@@ -172,8 +172,8 @@ class CreatedBatch:
 class _CreateTrack:
     """Counters a create keeps while retrying (copied to the result even when it fails)."""
 
-    __slots__ = ("attempts", "create_ms", "rate_limit_wait_ms", "rate_limited", "reasons",
-                 "reset_unit", "status")
+    __slots__ = ("attempts", "create_ms", "limiters", "notes", "rate_limit_wait_ms",
+                 "rate_limited", "reasons", "reset_unit", "status")
 
     def __init__(self) -> None:
         self.attempts = 0
@@ -185,6 +185,9 @@ class _CreateTrack:
         self.rate_limited = 0
         self.rate_limit_wait_ms = 0.0
         self.reset_unit: str | None = None
+        self.limiters: list[str] = []
+        """Which limiter answered each 429 (``batch`` or ``api``)."""
+        self.notes: list[str] = []
 
     def copy_to(self, result: BatchResult) -> None:
         result.create_attempts = self.attempts
@@ -194,12 +197,18 @@ class _CreateTrack:
         result.rate_limited = self.rate_limited
         result.rate_limit_wait_ms = self.rate_limit_wait_ms
         result.ratelimit_reset_unit = self.reset_unit
+        result.rate_limiters = list(self.limiters)
+        result.notes = list(self.notes)
 
 
 def _failure_kind(error: TargetError, status: int | None) -> str:
     """The record's ``error_kind`` of a batch that failed with ``error``: ``rate_limited``
     when 429 answers used up its attempts, else the error's kind."""
     return "rate_limited" if status == 429 else error.kind
+
+
+_RESET_NOTE = ("connection reset after an early error answer (the server closed that "
+               "connection): request re-sent")
 
 
 def _end_of(error: TargetError, exc: Exception, sent: int) -> End:
@@ -245,6 +254,9 @@ class BatchClient:
                               "None when a transport is given (set socket options on it)")
         self._rng = random.Random(config.seed)
         self._sleep = sleep
+        self._reset_expected = False
+        """The last answer was a stream's error: the real server may have closed that
+        connection (its body unread), so the next request may meet a reset."""
         self.timeout = httpx.Timeout(config.timeout, connect=config.connect_timeout)
         self._meter: WriteMeter | None = None
         if transport is None:
@@ -452,10 +464,14 @@ class BatchClient:
         """One create request: the created batch, or (error, reason, retryable, 429 wait)."""
         path = wire.create_path()
         t0 = time.perf_counter()
+        expecting, self._reset_expected = self._reset_expected, False
         try:
             resp = self._http.post(path, content=content, headers=headers)
         except (httpx.HTTPError, httpx.InvalidURL) as exc:
             error = self._transport_error(exc, path, sent=0)
+            if expecting and _end_of(error, exc, sent=0) is End.DROPPED:
+                track.notes.append(f"create {track.attempts}: {_RESET_NOTE}")
+                return self._create_once(run_count, content, headers, track)
             end = _end_of(error, exc, sent=0)
             return error, end.value, end is not End.PROTOCOL, None
         latency = (time.perf_counter() - t0) * 1000.0
@@ -479,6 +495,8 @@ class BatchClient:
         wait = self._rate_limit_wait(status, kept)
         if status == 429:
             track.rate_limited += 1
+            track.limiters.append(wire.rate_limiter_of(
+                resp.headers.get(wire.Header.CONTENT_TYPE), value))
             if wait is not None and wait[1] is not None:
                 track.reset_unit = wait[1]
         error = answers.status_error(status, raw, value, where)
@@ -514,12 +532,15 @@ class BatchClient:
             attempt.delay_ms = delay * 1000.0
             result.attempts.append(attempt)
             self._stream_once(batch_id, factory(), attempt, lines, factory)
+            if attempt.reset_resent:
+                result.notes.append(f"attempt {number}: {_RESET_NOTE}")
             verdict = judge.judge_stream(batch.expected, batch_id, attempt, missing, slack)
             missing, slack = self._apply(verdict, attempt, result), verdict.slack
             if result.sealed or result.error is not None:
                 return
             if attempt.status == 429:
                 result.rate_limited += 1
+                result.rate_limiters.append(attempt.rate_limiter or "batch")
             if not self._retryable(attempt) or number == policy.attempts:
                 if attempt.error is not None:
                     result.error = attempt.error
@@ -561,6 +582,8 @@ class BatchClient:
                result: BatchResult) -> np.ndarray | None:
         """Put a judgement on the result; return what the server lacks now."""
         result.violations.extend(verdict.violations)
+        if verdict.note is not None:
+            result.notes.append(f"attempt {attempt.number}: {verdict.note}")
         if verdict.expected_error:
             attempt.end = End.EXPECTED_ERROR
         if verdict.sealed:
@@ -588,6 +611,7 @@ class BatchClient:
         timings = ChunkTimings() if self.keep_chunk_timings else None
         body = TimedBody(chunks, timings, lines, self._meter)
         path = wire.stream_path(batch_id)
+        expecting, self._reset_expected = self._reset_expected, False
         attempt.started_at = time.time()
         t0 = body.t0 = time.perf_counter()
         try:
@@ -616,6 +640,13 @@ class BatchClient:
         attempt.duration_ms = (t_end - t0) * 1000.0
         attempt.timings = timings
         self._measured(attempt, body, lines, regenerate)
+        if expecting and attempt.end is End.DROPPED and regenerate is not None:
+            # the aftermath of the previous error answer, not the target's fault: once more
+            attempt.end = attempt.error = None
+            attempt.reset_resent = True
+            self._stream_once(batch_id, regenerate(), attempt, lines, regenerate)
+        elif attempt.status is not None and attempt.status >= 400:
+            self._reset_expected = True
 
     @staticmethod
     def _measured(attempt: Attempt, body: TimedBody, lines: int | None,
@@ -654,6 +685,9 @@ class BatchClient:
         attempt.end = End.STATUS
         attempt.error = answers.status_error(status, raw, value, self._where(path))
         attempt.retry_headers = self._clean.retry_headers(headers)
+        if status == 429:
+            attempt.rate_limiter = wire.rate_limiter_of(headers.get(wire.Header.CONTENT_TYPE),
+                                                        value)
 
     # -- retrieve and verify --------------------------------------------------------------
 

@@ -158,6 +158,11 @@ class Attempt:
     """Why it ended (None while it runs)."""
     error: TargetError | None = None
     rate_limit_wait_ms: float = 0.0
+    rate_limiter: str | None = None
+    """A 429's limiter: ``batch`` or ``api`` (:func:`loadkit.wire.rate_limiter_of`)."""
+    reset_resent: bool = False
+    """The request met a connection reset right after an early error answer (the expected
+    aftermath of the server closing that connection) and was re-sent once."""
     retry_headers: dict[str, str] | None = None
     """The answer's retry-related headers (x-should-retry, x-ratelimit-*, retry-after)."""
     timings: ChunkTimings | None = None
@@ -185,6 +190,7 @@ class Attempt:
             "error": None if self.error is None else str(self.error),
             "error_kind": None if self.error is None else self.error.kind,
             "rate_limit_wait_ms": self.rate_limit_wait_ms,
+            "rate_limiter": self.rate_limiter, "reset_resent": self.reset_resent,
             "retry_headers": self.retry_headers,
         }
         if chunk_timings and self.timings is not None:
@@ -233,6 +239,11 @@ class BatchResult:
     rate_limit_wait_ms: float = 0.0
     rate_limited: int = 0
     ratelimit_reset_unit: str | None = None
+    rate_limiters: list[str] = field(default_factory=list)
+    """Which limiter answered each 429 (``batch`` or ``api``), create first, in order."""
+    notes: list[str] = field(default_factory=list)
+    """Remarks that are no violation (a differing error detail, a reset met after an early
+    error answer); the record's ``notes`` also holds :attr:`verify_note`."""
     unknown_resends: int = 0
     """Retries that re-sent every clean line because the server's state could not be known."""
 
@@ -414,7 +425,15 @@ class BatchResult:
             ratelimit_reset_unit=self.ratelimit_reset_unit,
             tasks=self.tasks or None,
             write_ms=self.write_ms,
+            notes="; ".join([*self.notes, *filter(None, [self.verify_note])]) or None,
+            rate_limiter=self.rate_limiter,
         )
+
+    @property
+    def rate_limiter(self) -> str | None:
+        """The record's ``rate_limiter``: the limiters that answered 429, ``batch`` first."""
+        seen = set(self.rate_limiters)
+        return ",".join(name for name in ("batch", "api") if name in seen) or None
 
     def as_dict(self, chunk_timings: bool = False) -> dict[str, Any]:
         """Everything as plain JSON-able values (what ``loadkit send`` prints)."""
@@ -437,6 +456,7 @@ class BatchResult:
             "response_tail_ms": self.response_tail_ms,
             "rate_limit_wait_ms": self.rate_limit_wait_ms, "rate_limited": self.rate_limited,
             "ratelimit_reset_unit": self.ratelimit_reset_unit,
+            "rate_limiter": self.rate_limiter, "notes": list(self.notes),
             "unknown_resends": self.unknown_resends,
             "verified": self.verified, "verify_note": self.verify_note,
             "error_kind": self.error_kind,

@@ -11,6 +11,7 @@ import contextlib
 import datetime as _dt
 import random
 import time
+import weakref
 from typing import Any
 
 import orjson
@@ -82,6 +83,9 @@ class ReferenceApp:
         self._buckets: dict[int, TokenBucket] = {}
         self._engine_task: asyncio.Task[None] | None = None
         self._openapi = orjson.dumps(openapi_document(self.config))
+        self._closing: weakref.WeakSet[Any] = weakref.WeakSet()
+        """Connections whose stream was answered an error before its body was read
+        (``close_after_error``): the next request on one meets a reset."""
 
     # -- ASGI -----------------------------------------------------------------------------
 
@@ -115,6 +119,12 @@ class ReferenceApp:
                 await task
 
     async def _http(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if self._closing:
+            transport = _transport_of(send)
+            if transport is not None and transport in self._closing:
+                # closed after its early error answer: this request meets a reset
+                self._closing.discard(transport)
+                return await _drop_connection(send)
         path: str = scope["path"]
         method: str = scope["method"]
         if path == _CREATE:
@@ -135,7 +145,12 @@ class ReferenceApp:
                 return await self._error(send, 415, wire.msg.unsupported_media_type())
             env = await self._auth(scope, send)
             if env is not None:
-                await self._stream(scope, receive, send, env, batch_id)
+                if not self.config.close_after_error:
+                    return await self._stream(scope, receive, send, env, batch_id)
+                watch = _Watch(receive, send)
+                await self._stream(scope, watch.receive, watch.send, env, batch_id)
+                if watch.status >= 400 and not watch.body_read and watch.transport is not None:
+                    self._closing.add(watch.transport)
         elif path.startswith(_RETRIEVE_PREFIX) and "/" not in path[len(_RETRIEVE_PREFIX) :]:
             if method != "GET":
                 return await self._error(send, 405, wire.msg.method_not_allowed(method, "GET"))
@@ -445,6 +460,34 @@ class ReferenceApp:
         return await self._json(send, 200, batch.retrieve(_iso))
 
 
+def _transport_of(send: Any) -> Any:
+    """The connection's asyncio transport behind uvicorn's bound ``send`` (None elsewhere)."""
+    return getattr(getattr(send, "__self__", None), "transport", None)
+
+
+class _Watch:
+    """Wraps one request's ``receive``/``send``: the answer's status and whether the body was
+    read to its end (``close_after_error``)."""
+
+    def __init__(self, receive: Any, send: Any) -> None:
+        self._receive = receive
+        self._send = send
+        self.transport = _transport_of(send)
+        self.status = 0
+        self.body_read = False
+
+    async def receive(self) -> Any:
+        message = await self._receive()
+        if message["type"] == "http.request" and not message.get("more_body", False):
+            self.body_read = True
+        return message
+
+    async def send(self, message: Any) -> None:
+        if message["type"] == "http.response.start":
+            self.status = message["status"]
+        await self._send(message)
+
+
 async def _drop_connection(send: Any) -> None:
     """Close the client's connection without an answer (an injected drop).
 
@@ -452,7 +495,7 @@ async def _drop_connection(send: Any) -> None:
     aborting it makes the client see a reset connection. Another server gets an exception
     after a started response, which every ASGI server turns into a broken connection.
     """
-    transport = getattr(getattr(send, "__self__", None), "transport", None)
+    transport = _transport_of(send)
     if transport is not None:
         transport.abort()
         for _ in range(3):  # let connection_lost run so the server knows the peer is gone

@@ -109,6 +109,10 @@ class ServerConfig:
     """Seconds an unsealed batch lives before it is reaped as ABORTED."""
     engine_tick: float = 0.05
     """Seconds between run-engine steps."""
+    close_after_error: bool = False
+    """After a stream's error answer, close that connection as the real server's HTTP adapter
+    does when it answers before reading the whole body: the client's next request on it meets
+    a reset (off: the connection stays usable)."""
     seed: int | None = None
     """Seeds fault decisions so that a sequential client sees the same faults every run."""
     access_log: bool = False
@@ -220,7 +224,7 @@ def _convert(name: str, raw: Any) -> Any:
     if name == "secret_keys":
         keys = (raw,) if isinstance(raw, str) else tuple(raw)
         return tuple(keys)
-    if name == "access_log":
+    if name in ("access_log", "close_after_error"):
         return parse_bool(name, raw)
     return raw
 

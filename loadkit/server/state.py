@@ -15,7 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, fields
 from typing import Any, ClassVar
 
-from loadkit.wire import PAYLOAD_TOO_LARGE, BatchStatus
+from loadkit.wire import BatchStatus
 
 __all__ = ["Batch", "Marks", "Stats", "Store"]
 
@@ -56,7 +56,9 @@ class Batch:
     """Indices the engine turned into runs."""
     marks: bytearray = field(default_factory=bytearray)
     prefailed: dict[int, tuple[str | None, str]] = field(default_factory=dict)
-    """index → (task, message) of oversized items, which become pre-failed runs."""
+    """index → (task, message) of oversized items, which become pre-failed runs: as on the
+    real server, each is a run in ``runs`` that the batch counts as a success (its error is on
+    the run, not in the batch's errors)."""
     cursor: int = 0
     _claim_event: asyncio.Event | None = field(default=None, repr=False)
 
@@ -84,11 +86,10 @@ class Batch:
     def run_id(self, index: int) -> str:
         return f"run_{self.id[6:]}_{index}"
 
-    def retrieve(self, iso: Callable[[float], str]) -> dict[str, Any]:
-        """The ``GET /api/v2/batches/{id}`` answer."""
+    def run_ids(self) -> list[str]:
+        """The runs made so far, in index order (pre-failed runs of oversized items too)."""
         marks = self.marks
         runs: list[str] = []
-        errors: list[dict[str, Any]] = []
         if self.processed:
             run, failed = Marks.RUN, Marks.RUN_FAILED
             pos = 0
@@ -100,18 +101,21 @@ class Batch:
                 i = b if a < 0 else a if b < 0 else min(a, b)
                 runs.append(self.run_id(i))
                 pos = i + 1
-            for index in sorted(self.prefailed):
-                if marks[index] == Marks.RUN_FAILED:
-                    task, message = self.prefailed[index]
-                    errors.append(
-                        {
-                            "index": index,
-                            "taskIdentifier": task or "",
-                            "error": message,
-                            "errorCode": PAYLOAD_TOO_LARGE,
-                        }
-                    )
-        processing: dict[str, Any] = {"errors": errors}
+        return runs
+
+    def has_run(self, run_id: str) -> bool:
+        """``run_id`` is one of this batch's runs made so far."""
+        prefix = f"run_{self.id[6:]}_"
+        if not run_id.startswith(prefix) or not run_id[len(prefix):].isdigit():
+            return False
+        index = int(run_id[len(prefix):])
+        return index < self.run_count and self.marks[index] in (Marks.RUN, Marks.RUN_FAILED)
+
+    def retrieve(self, iso: Callable[[float], str]) -> dict[str, Any]:
+        """The ``GET /api/v2/batches/{id}`` answer. The batch's ``errors`` stay empty: the
+        real server lists there only items whose run could not be made at all, and makes a
+        pre-failed run of an oversized item (docs/batch-api.md)."""
+        processing: dict[str, Any] = {"errors": []}
         if self.completed_at is not None:
             processing["completedAt"] = iso(self.completed_at)
         body: dict[str, Any] = {
@@ -120,11 +124,31 @@ class Batch:
             "createdAt": iso(self.created_at),
             "updatedAt": iso(self.updated_at),
             "runCount": self.run_count,
-            "runs": runs,
+            "runs": self.run_ids(),
             "processing": processing,
+        }
+        if self.completed_at is not None:
+            body["processingCompletedAt"] = processing["completedAt"]
+        if self.idempotency_key is not None:
+            body["idempotencyKey"] = self.idempotency_key
+        return body
+
+    def retrieve_v1(self, iso: Callable[[float], str]) -> dict[str, Any]:
+        """The ``GET /api/v1/batches/{id}`` answer (older SDKs): run counts once the batch is
+        final, top-level ``errors`` only when there are some (never here), no ``processing``."""
+        body: dict[str, Any] = {
+            "id": self.id,
+            "status": str(self.status),
+            "createdAt": iso(self.created_at),
+            "updatedAt": iso(self.updated_at),
+            "runCount": self.run_count,
+            "runs": self.run_ids(),
         }
         if self.idempotency_key is not None:
             body["idempotencyKey"] = self.idempotency_key
+        if self.completed_at is not None:
+            body["successfulRunCount"] = self.processed
+            body["failedRunCount"] = 0
         return body
 
 
