@@ -10,8 +10,9 @@ Locust monkey-patches the interpreter at import and hangs Jupyter kernels, so it
 imported here: :func:`run` starts ``python -m locust -f <locustfile> --headless …`` with
 the locustfile that ships in the package (:data:`loadkit.locustfiles.STREAM`, the path
 ``loadkit locustfile`` prints) in its own process (and process group), writes locust's
-output to a log file, shows a progress bar (tqdm, notebook-aware: elapsed, batches,
-items/s, failed) read from the run's ``records.jsonl`` as it grows, and returns the
+output to a log file, shows progress (elapsed, batches, items/s, failed: one updating tqdm
+line in a terminal, one updating display in Jupyter) read from the run's ``records.jsonl``
+as it grows, and returns the
 :class:`~loadkit.analysis.Run` loaded from the run directory. Interrupting (Ctrl-C, or the
 kernel's stop button) stops locust cleanly (SIGTERM: it records its last batches and writes
 Parquet) and still returns the run.
@@ -32,7 +33,6 @@ import signal
 import subprocess
 import sys
 import time
-import warnings
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -119,13 +119,54 @@ class _Progress:
             self.failed += row.get("outcome") in FAILURE_OUTCOMES
 
 
-def _bar(total: float, desc: str, enabled: bool) -> Any:
-    with warnings.catch_warnings():  # tqdm.auto warns when ipywidgets is missing: fine
-        warnings.simplefilter("ignore")
-        from tqdm.auto import tqdm  # noqa: PLC0415
+class _NotebookBar:
+    """Progress in Jupyter as one updating display (an IPython display handle): no widget,
+    no stream output, so a saved notebook holds one final line, not one per refresh."""
 
-        return tqdm(total=round(total), desc=desc, unit="s", disable=not enabled,
-                    bar_format="{desc} {bar} {n_fmt}/{total_fmt} s {postfix}")
+    def __init__(self, total: float, desc: str) -> None:
+        from IPython.display import HTML, display  # noqa: PLC0415 - only in a notebook
+
+        self._html = HTML
+        self.total, self.n, self.desc, self.postfix = total, 0, desc, ""
+        self._handle = display(HTML(self._render()), display_id=True)
+
+    def _render(self) -> str:
+        import html  # noqa: PLC0415
+
+        share = min(self.n / self.total, 1.0) if self.total else 1.0
+        return (f'<div style="font-family:monospace">{html.escape(self.desc)} '
+                f'<progress value="{share:.3f}" max="1" style="width:12em"></progress> '
+                f"{self.n:,}/{round(self.total):,} s {html.escape(self.postfix)}</div>")
+
+    def set_postfix_str(self, text: str, refresh: bool = True) -> None:
+        self.postfix = text
+        if refresh and self._handle is not None:
+            self._handle.update(self._html(self._render()))
+
+    def close(self) -> None:
+        self.set_postfix_str(self.postfix)
+
+
+def _in_notebook() -> bool:
+    """True under a Jupyter kernel (where a terminal bar would be saved line by line)."""
+    shell = sys.modules.get("IPython")
+    if shell is None:
+        return False
+    try:
+        ip = shell.get_ipython()
+    except AttributeError:
+        return False
+    return ip is not None and type(ip).__name__ == "ZMQInteractiveShell"
+
+
+def _bar(total: float, desc: str, enabled: bool) -> Any:
+    """A notebook's single updating display, else tqdm's one updating terminal line."""
+    if enabled and _in_notebook():
+        return _NotebookBar(total, desc)
+    from tqdm import tqdm  # noqa: PLC0415
+
+    return tqdm(total=round(total), desc=desc, unit="s", disable=not enabled,
+                bar_format="{desc} {bar} {n_fmt}/{total_fmt} s {postfix}")
 
 
 def run(users: int = 1, spawn_rate: float | None = None, run_time: str | float = "30s",

@@ -53,6 +53,12 @@ def test_quickstart_then_analyze_run(tmp_path):
     images = [o for c in quick["cells"] for o in c.get("outputs", [])
               if "image/png" in o.get("data", {})]
     assert images, "the dashboard was not drawn"
+    stderr = "".join(t for c in quick["cells"] for o in c.get("outputs", [])
+                     if o.get("name") == "stderr" for t in o.get("text", []))
+    assert len(stderr.replace("\r", "\n").splitlines()) <= 2, stderr[:2000]  # no bar lines
+    progress = [o for c in quick["cells"] for o in c.get("outputs", [])
+                if "<progress" in "".join(o.get("data", {}).get("text/html", []))]
+    assert len(progress) == 1  # one display, updated in place
 
     analyzed = _papermill(NOTEBOOKS / "analyze_run.ipynb", tmp_path / "analyze.ipynb",
                           tmp_path, results_dir=str(tmp_path / "results"))
