@@ -226,6 +226,24 @@ class Run:
     def crosscheck(self) -> pd.DataFrame | None:
         return crosscheck(self)
 
+    def to_csv(self, path: str | Path | None = None, *, chunks: bool = False) -> list[Path]:
+        """Write the records (and chunk rows) as CSV (:func:`loadkit.export.export_run`)."""
+        return self._export("csv", path, chunks)
+
+    def to_parquet(self, path: str | Path | None = None, *, chunks: bool = False) -> list[Path]:
+        return self._export("parquet", path, chunks)
+
+    def to_jsonl(self, path: str | Path | None = None, *, chunks: bool = False) -> list[Path]:
+        return self._export("jsonl", path, chunks)
+
+    def _export(self, fmt: str, path: str | Path | None, chunks: bool) -> list[Path]:
+        from loadkit.export import export_run  # noqa: PLC0415
+
+        done = export_run(self.path, fmt, path, chunks=chunks)
+        for note in done.notes:
+            warnings.warn(note, stacklevel=3)
+        return done.paths
+
     def compare(self, other: Run | pd.DataFrame) -> pd.DataFrame:
         return compare(self, other)
 

@@ -36,6 +36,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_report(subparsers)
     _add_smoke(subparsers)
     _add_capacity(subparsers)
+    _add_export(subparsers)
     _add_options(subparsers)
     _add_locustfile(subparsers)
     _add_notebooks(subparsers)
@@ -512,6 +513,46 @@ def _cmd_capacity(args: argparse.Namespace) -> int:
         print(json.dumps(result.answer, separators=(",", ":")))
     code = result.run.exit_code
     return ExitCode.ABORTED if code == ExitCode.ABORTED else ExitCode.OK
+
+
+# --- export ------------------------------------------------------------------------------
+
+
+def _add_export(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser(
+        "export",
+        help="write a run's records (and chunk rows) as CSV, Parquet or JSON lines",
+        description="Export RUN_DIR's records, one row per batch with the columns of "
+        "docs/records.md, as csv (for spreadsheets), parquet or jsonl; with --chunks also "
+        "the per-chunk timing rows the run kept. Exit 0, or 2 for an unknown format or a "
+        "directory without records.",
+    )
+    p.add_argument("run_dir", metavar="RUN_DIR", help="a run folder, e.g. results/<run id>")
+    p.add_argument("--format", default="csv", metavar="csv|parquet|jsonl",
+                   help="the file format (default csv)")
+    p.add_argument("--output", default=None, metavar="PATH",
+                   help="a file or folder (default RUN_DIR/export/records.<format>)")
+    p.add_argument("--chunks", action="store_true",
+                   help="also the chunk rows (--keep-chunk-timings true runs)")
+    p.set_defaults(func=_cmd_export)
+
+
+def _cmd_export(args: argparse.Namespace) -> int:
+    from loadkit.errors import RecordsError  # noqa: PLC0415
+    from loadkit.export import export_run  # noqa: PLC0415
+
+    try:
+        done = export_run(args.run_dir, args.format, args.output, chunks=args.chunks)
+    except RecordsError as exc:
+        print(f"loadkit export: error: {exc}", file=sys.stderr)
+        return ExitCode.CONFIG
+    for note in done.notes:
+        print(f"loadkit export: {note}", file=sys.stderr)
+    print(f"{done.rows:,} records" + (f", {done.chunk_rows:,} chunk rows"
+                                      if done.chunk_rows else "") + " written:")
+    for path in done.paths:
+        print(f"  {path}")
+    return ExitCode.OK
 
 
 # --- send --------------------------------------------------------------------------------

@@ -70,16 +70,24 @@ class BatchRecord:
 
     # identity
     run_id: str
+    """The run's id (its folder name under the results directory)."""
     worker_id: str
+    """Which locust process sent the batch: ``local`` or the worker's client id."""
     user_id: int
+    """Which user of that process (0, 1, …)."""
     seq: int
+    """The batch's number in the run; the same seed and seq make the same batch."""
     batch_id: str | None
+    """The id the target gave the batch (None when the create failed)."""
     # timing (epoch seconds, then milliseconds)
     intended_at: float | None
     """Open model: when the batch was scheduled to start; None in the closed model."""
     started_at: float
+    """Epoch seconds: when the batch's create was sent."""
     ended_at: float
+    """Epoch seconds: when its last answer was read."""
     create_ms: float | None
+    """Latency of the create request that succeeded (None when none did)."""
     stream_ms: float | None
     """Sum of all stream attempts' durations."""
     total_ms: float
@@ -88,47 +96,69 @@ class BatchRecord:
     """From the intended start (coordinated-omission-aware); None in the closed model."""
     # outcome
     outcome: str
+    """``sealed``, ``cached``, ``not_sealed``, ``failed`` or ``dropped`` (open model)."""
     sealed: bool
+    """The target sealed the batch."""
     sealed_attempt: int | None
     """Which stream attempt sealed the batch (1 = the first)."""
     attempts: int
     """Stream attempts made."""
     create_attempts: int
+    """Create requests made (1 unless the create was retried)."""
     status: int | None
     """HTTP status of the last stream attempt (of the create when no stream was made)."""
     error_kind: str | None
     """Why the batch failed: auth, connect, timeout, protocol, status, rate_limited …"""
     error: str | None
+    """The error's message, secret key redacted (None when the batch did not fail)."""
     retry_reasons: str
     """Comma-separated reason each retried attempt ended, e.g. ``not_sealed,connect,429``;
     retried creates come first, prefixed ``create:`` (``create:429,create:connect,503``)."""
     # sizes and server answers
     run_count: int
+    """Items in the batch (the create's ``runCount``)."""
     task_count: int
+    """Distinct task identifiers among its items."""
     payload_bytes: int
     """Sum of the batch's drawn payload sizes (first stream's items)."""
     lines_sent: int
+    """Body lines sent over all stream attempts."""
     bytes_sent: int
+    """Body bytes sent over all stream attempts."""
     items_accepted: int
     """Sum of itemsAccepted over all stream answers."""
     items_deduplicated: int
+    """Sum of itemsDeduplicated over all stream answers."""
     enqueued_count: int | None
-    """From the last ``sealed: false`` answer."""
+    """Items enqueued so far, from the last ``sealed: false`` answer."""
     expected_count: int | None
+    """The runCount the last ``sealed: false`` answer reported."""
     # what the generator expected of the first stream
     expected_status: int
+    """The first stream's status the generator expected (200, 400 or 422)."""
     expected_accepted: int
+    """itemsAccepted the generator expected of the first stream."""
     expected_deduplicated: int
+    """itemsDeduplicated the generator expected of the first stream."""
     expected_sealed: bool
+    """Whether the generator expected the first stream to seal the batch."""
     fault_duplicate: int
+    """Injected duplicate lines in the first stream."""
     fault_gap: int
+    """Items left out of the first stream."""
     fault_shuffle: int
+    """1 when the first stream's lines were shuffled."""
     fault_malformed: int
+    """1 when the first stream held a line that is not JSON."""
     fault_schema: int
+    """1 when the first stream held a line that is not a batch item."""
     fault_out_of_range: int
+    """1 when the first stream held an index at or beyond runCount."""
     fault_oversized: int
+    """1 when an item was larger than the item limit."""
     # truth checks
     violations: int
+    """Named contract violations found on this batch."""
     violation_text: str | None
     """``; ``-separated named contract violations (answers that differ from the expected)."""
     verified: bool | None
@@ -140,11 +170,15 @@ class BatchRecord:
     stall_fraction: float
     """stall_ms ÷ stream_ms."""
     max_stall_ms: float
+    """The longest single stall of one chunk write."""
     send_bytes_per_s: float | None
+    """bytes_sent ÷ stream time."""
     send_items_per_s: float | None
+    """lines_sent ÷ stream time."""
     response_tail_ms: float | None
     """From the last byte written to the response (the server's ingest tail and seal)."""
     rate_limit_wait_ms: float
+    """Time waited on 429 answers before retrying."""
     rate_limited: int
     """429 answers received (create and stream)."""
     ratelimit_reset_unit: str | None
