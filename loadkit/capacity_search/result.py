@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from loadkit import humanize
 from loadkit.errors import RecordsError
 
 if TYPE_CHECKING:
@@ -40,15 +41,13 @@ STEP_COLUMNS = (
 def step_line(step: dict[str, Any]) -> str:
     """One terminal line for a finished step."""
     verdict = "held  " if step.get("held") else "FAILED"
-    p95 = step.get("p95_ms")
-    cpu = step.get("client_cpu")
-    line = (f"step {step['number']:>2}  offered {step['offered_items_per_s']:>12,.0f} items/s"
-            f"  achieved {step['achieved_items_per_s']:>12,.0f} items/s"
-            f"  p95 {'—' if p95 is None else f'{p95:,.0f} ms':>10}"
-            f"  stall {step.get('stall_share', 0.0):>6.1%}"
-            f"  dropped {step.get('drop_rate', 0.0):>5.1%}"
-            f"  429s {step.get('rate_limited', 0):>5,}"
-            f"  cpu {'—' if cpu is None else f'{cpu:.0%}':>4}  {verdict}")
+    line = (f"step {step['number']:>2}  offered {step['offered_items_per_s']:>10,.0f} items/s"
+            f"  achieved {step['achieved_items_per_s']:>10,.0f} items/s"
+            f"  p95 {humanize.ms(step.get('p95_ms')):>9}"
+            f"  stall {humanize.share(step.get('stall_share')):>7}"
+            f"  dropped {humanize.share(step.get('drop_rate')):>7}"
+            f"  429s {humanize.count(step.get('rate_limited')):>5}"
+            f"  cpu {humanize.share(step.get('client_cpu')):>6}  {verdict}")
     if not step.get("held") and step.get("failed_on"):
         line += f"  ({'; '.join(step['failed_on'])})"
     return line
@@ -66,7 +65,7 @@ def answer_text(answer: dict[str, Any]) -> str:
         text = f"capacity {knee:,.0f} items/s"
         mb = answer.get("knee_mb_per_s")
         if mb:
-            text += f" ({mb:,.1f} MB/s)" if mb >= 0.1 else f" ({mb * 1000:,.1f} kB/s)"
+            text += f" ({humanize.mb_per_s(mb)})"
         text += f", limited by {limit}"
     note = answer.get("note")
     return text + (f". {note}" if note else "")
