@@ -208,6 +208,9 @@ SERVER_KNOBS: tuple[OptionDef, ...] = (
           "enqueued)", "RUNS_PER_S"),
     _knob("rate_limit", "str", "batch token bucket per environment, e.g. 1200:100/10s, or off "
           "(default off)", "MAX:REFILL/INTERVAL"),
+    _knob("api_rate_limit", "str", "general API limiter per environment, e.g. 750:250/10s, "
+          "or off (default off): 429 application/problem+json, x-ratelimit-reset in ms; a new "
+          "batch's first 10 item requests bypass it", "MAX:REFILL/INTERVAL"),
     _knob("rate_limit_reset_unit", "str", "unit of x-ratelimit-reset: s (epoch seconds, as "
           "the real server) or ms", "s|ms"),
     _knob("error_rate", "float", "fraction of streams answered with an injected error",

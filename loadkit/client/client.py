@@ -100,6 +100,7 @@ from __future__ import annotations
 import logging
 import os
 import random
+import re
 import socket
 import time
 import uuid
@@ -150,6 +151,8 @@ __all__ = [
 logging.getLogger("httpx").setLevel(logging.WARNING)  # no INFO line per request in load runs
 
 _NO_KEY = "no secret key: pass secret_key=… or set TRIGGER_SECRET_KEY (nothing was sent)"
+_PLAIN_PATH = re.compile(r"[A-Za-z0-9_~/-]*")
+"""A path httpx neither escapes nor normalises (no ``%``, no dot segments)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -269,6 +272,7 @@ class BatchClient:
             base_url=self.base_url, headers=self._headers(), timeout=self.timeout,
             transport=transport, follow_redirects=False, trust_env=config.trust_env,
         )
+        self._create_url = self._merged(wire.create_path())
 
     @staticmethod
     def _url(base_url: str | None) -> str:
@@ -285,6 +289,14 @@ class BatchClient:
             raise ConfigError("base_url", url, "an http:// or https:// URL with a host, e.g. "
                               "https://api.trigger.dev")
         return url
+
+    def _merged(self, path: str) -> httpx.URL:
+        """``path`` under the base URL exactly as httpx merges a relative URL, made ahead:
+        given a relative one, httpx parses it and then the merged URL on every request
+        (~70 µs); the create's is made once per client, a stream's parsed once."""
+        raw = path.encode() if _PLAIN_PATH.fullmatch(path) else httpx.URL(path).raw_path
+        base = self._http.base_url
+        return base.copy_with(raw_path=base.raw_path + raw.lstrip(b"/"))
 
     def _headers(self) -> dict[str, str]:
         headers = {
@@ -466,7 +478,7 @@ class BatchClient:
         t0 = time.perf_counter()
         expecting, self._reset_expected = self._reset_expected, False
         try:
-            resp = self._http.post(path, content=content, headers=headers)
+            resp = self._http.post(self._create_url, content=content, headers=headers)
         except (httpx.HTTPError, httpx.InvalidURL) as exc:
             error = self._transport_error(exc, path, sent=0)
             if expecting and _end_of(error, exc, sent=0) is End.DROPPED:
@@ -616,7 +628,7 @@ class BatchClient:
         t0 = body.t0 = time.perf_counter()
         try:
             with self._http.stream(
-                "POST", path, content=body,
+                "POST", self._merged(path), content=body,
                 headers={wire.Header.CONTENT_TYPE: wire.NDJSON_CONTENT_TYPE},
             ) as resp:
                 t_head = time.perf_counter()
@@ -691,20 +703,29 @@ class BatchClient:
 
     # -- retrieve and verify --------------------------------------------------------------
 
-    def _get_batch(self, batch_id: str) -> tuple[bytes, Any, str]:
+    def _get_batch(self, batch_id: str, until: float | None = None) -> tuple[bytes, Any, str]:
         """``GET /api/v2/batches/{id}``: the cleaned body, its JSON and where it came from;
-        raises :class:`TargetError` for anything but a 200."""
+        raises :class:`TargetError` for anything but a 200. Until ``until`` (a
+        ``perf_counter`` time) a 404 the retry policy retries (``x-should-retry: true``: the
+        real server riding out replica lag) is asked again."""
         if self._key is None:
             raise AuthError(_NO_KEY)
         path = wire.retrieve_path(batch_id)
-        try:
-            resp = self._http.get(path)
-        except (httpx.HTTPError, httpx.InvalidURL) as exc:
-            raise self._transport_error(exc, path, sent=0) from None
-        raw, value = self._clean.read(resp.content)
-        if resp.status_code != 200:
-            raise answers.status_error(resp.status_code, raw, value, self._where(path))
-        return raw, value, f"{self._where(path)} answered 200"
+        while True:
+            try:
+                resp = self._http.get(path)
+            except (httpx.HTTPError, httpx.InvalidURL) as exc:
+                raise self._transport_error(exc, path, sent=0) from None
+            raw, value = self._clean.read(resp.content)
+            status = resp.status_code
+            if (status == 404 and until is not None and time.perf_counter() < until
+                    and self.retry.status_retryable(status, self._clean.retry_headers(
+                        resp.headers))):
+                self._sleep(0.05)
+                continue
+            if status != 200:
+                raise answers.status_error(status, raw, value, self._where(path))
+            return raw, value, f"{self._where(path)} answered 200"
 
     def retrieve(self, batch_id: str) -> dict[str, Any]:
         """The batch's JSON as the target sends it (cleaned of secrets); raises
@@ -712,10 +733,11 @@ class BatchClient:
         raw, value, where = self._get_batch(batch_id)
         return answers.parsed(dict, raw, value, where)
 
-    def retrieve_batch(self, batch_id: str) -> wire.RetrieveAnswer:
+    def retrieve_batch(self, batch_id: str, until: float | None = None) -> wire.RetrieveAnswer:
         """The batch, read by :func:`loadkit.wire.parse_retrieve_response`; raises
-        :class:`TargetError` (:class:`MalformedAnswer` for a JSON object that is not a Batch)."""
-        raw, value, where = self._get_batch(batch_id)
+        :class:`TargetError` (:class:`MalformedAnswer` for a JSON object that is not a Batch).
+        ``until``: a ``perf_counter`` time up to which a retryable 404 is asked again."""
+        raw, value, where = self._get_batch(batch_id, until)
         return answers.parsed(wire.parse_retrieve_response, raw, value, where)
 
     def _verify(self, batch: GeneratedBatch, batch_id: str, result: BatchResult) -> None:
@@ -725,7 +747,7 @@ class BatchClient:
         deadline = time.perf_counter() + self.verify_timeout
         while True:
             try:
-                seen = self.retrieve_batch(batch_id)
+                seen = self.retrieve_batch(batch_id, deadline)
             except MalformedAnswer as exc:  # a JSON object, but not a Batch
                 result.verified = False
                 result.violations.append(Violation("retrieve_malformed", None, "a Batch",

@@ -29,6 +29,10 @@ __all__ = ["ReferenceApp"]
 _CREATE = wire.CREATE_PATH
 _STREAM_PREFIX, _STREAM_SUFFIX = wire.STREAM_PATH.split("{batch_id}")
 _RETRIEVE_PREFIX = wire.RETRIEVE_PATH.split("{batch_id}")[0]
+_RETRIEVE_V1_PREFIX = wire.RETRIEVE_V1_PATH.split("{batch_id}")[0]
+_CANCEL_PREFIX, _CANCEL_SUFFIX = wire.CANCEL_RUN_PATH.split("{run_id}")
+_PROBLEM_HEADERS = [(wire.Header.CONTENT_TYPE.encode(), wire.PROBLEM_CONTENT_TYPE.encode())]
+_RETRY_AFTER = wire.Header.RETRY_AFTER.encode()
 # wire names as bytes, encoded once for the hot path
 _AUTHORIZATION = wire.Header.AUTHORIZATION.encode()
 _CONTENT_TYPE = wire.Header.CONTENT_TYPE.encode()
@@ -81,6 +85,7 @@ class ReferenceApp:
         self._pacer = _Pacer(self.config.ingest_rate) if self.config.ingest_rate > 0 else None
         self._slow = self.config.enqueue_delay > 0 or self.config.ingest_rate > 0
         self._buckets: dict[int, TokenBucket] = {}
+        self._api_buckets: dict[int, TokenBucket] = {}
         self._engine_task: asyncio.Task[None] | None = None
         self._openapi = orjson.dumps(openapi_document(self.config))
         self._closing: weakref.WeakSet[Any] = weakref.WeakSet()
@@ -131,7 +136,7 @@ class ReferenceApp:
             if method != "POST":
                 return await self._error(send, 405, wire.msg.method_not_allowed(method, "POST"))
             env = await self._auth(scope, send)
-            if env is not None:
+            if env is not None and not await self._api_limited(send, env):
                 await self._timed(send, self._create(scope, receive, send, env))
         elif path.startswith(_STREAM_PREFIX) and path.endswith(_STREAM_SUFFIX):
             batch_id = path[len(_STREAM_PREFIX) : -len(_STREAM_SUFFIX)]
@@ -144,19 +149,28 @@ class ReferenceApp:
                 self.stats.stream_requests += 1
                 return await self._error(send, 415, wire.msg.unsupported_media_type())
             env = await self._auth(scope, send)
-            if env is not None:
+            if env is not None and not await self._api_limited(send, env, batch_id):
                 if not self.config.close_after_error:
                     return await self._stream(scope, receive, send, env, batch_id)
                 watch = _Watch(receive, send)
                 await self._stream(scope, watch.receive, watch.send, env, batch_id)
                 if watch.status >= 400 and not watch.body_read and watch.transport is not None:
                     self._closing.add(watch.transport)
-        elif path.startswith(_RETRIEVE_PREFIX) and "/" not in path[len(_RETRIEVE_PREFIX) :]:
+        elif (path.startswith((_RETRIEVE_PREFIX, _RETRIEVE_V1_PREFIX))
+              and "/" not in path[len(_RETRIEVE_PREFIX) :]):
             if method != "GET":
                 return await self._error(send, 405, wire.msg.method_not_allowed(method, "GET"))
             env = await self._auth(scope, send)
-            if env is not None:
-                await self._retrieve(send, env, path[len(_RETRIEVE_PREFIX) :])
+            if env is not None and not await self._api_limited(send, env):
+                v1 = path.startswith(_RETRIEVE_V1_PREFIX)
+                await self._retrieve(send, env, path[len(_RETRIEVE_PREFIX) :], v1=v1)
+        elif (path.startswith(_CANCEL_PREFIX) and path.endswith(_CANCEL_SUFFIX)
+              and "/" not in path[len(_CANCEL_PREFIX) : -len(_CANCEL_SUFFIX)]):
+            if method != "POST":
+                return await self._error(send, 405, wire.msg.method_not_allowed(method, "POST"))
+            env = await self._auth(scope, send)
+            if env is not None and not await self._api_limited(send, env):
+                await self._cancel(send, env, path[len(_CANCEL_PREFIX) : -len(_CANCEL_SUFFIX)])
         elif path == wire.STATS_PATH:
             if method == "GET":
                 await self._json(send, 200, self.stats.snapshot(), count=False)
@@ -451,13 +465,63 @@ class ReferenceApp:
 
     # -- retrieve -------------------------------------------------------------------------
 
-    async def _retrieve(self, send: Any, env: int, batch_id: str) -> None:
+    async def _retrieve(self, send: Any, env: int, batch_id: str, *, v1: bool = False) -> None:
         batch = self.store.get(env, batch_id)
         if batch is None:
             # the real route answers a retryable 404 to ride out replica lag
-            return await self._error(send, 404, wire.msg.batch_not_found_retrieve(),
-                                     [(_SHOULD_RETRY, b"true")])
-        return await self._json(send, 200, batch.retrieve(_iso))
+            return await self._json(send, 404, {"error": wire.msg.batch_not_found_retrieve()},
+                                    [(_SHOULD_RETRY, b"true")])
+        return await self._json(send, 200, batch.retrieve_v1(_iso) if v1
+                                else batch.retrieve(_iso))
+
+    # -- cancel a run ---------------------------------------------------------------------
+
+    async def _cancel(self, send: Any, env: int, run_id: str) -> None:
+        """``POST /api/v2/runs/{runId}/cancel``: 200 ``{"id"}`` for a run of this
+        environment (again for one already canceled), else 404."""
+        batch_id = "batch_" + run_id[4:].rpartition("_")[0] if run_id.startswith("run_") else ""
+        batch = self.store.get(env, batch_id) if batch_id else None
+        if batch is None or not batch.has_run(run_id):
+            return await self._json(send, 404, {"error": wire.msg.run_not_found()})
+        if run_id not in batch.canceled:
+            batch.canceled.add(run_id)
+            self.stats.runs_canceled += 1
+        return await self._json(send, 200, {"id": run_id})
+
+    # -- the general API rate limiter -----------------------------------------------------
+
+    async def _api_limited(self, send: Any, env: int, grant_batch: str | None = None) -> bool:
+        """Take a token of the general API limiter (``api_rate_limit``); answer its 429 and
+        return True when there is none. A new batch's first item requests spend its grant
+        instead (``grant_batch``: the stream's batch id)."""
+        limit = self.config.api_rate_limit
+        if limit is None:
+            return False
+        if grant_batch is not None:
+            batch = self.store.get(env, grant_batch)
+            if (batch is not None and batch.grant > 0
+                    and time.monotonic() - batch.created_mono < wire.API_LIMIT_GRANT_TTL_S):
+                batch.grant -= 1
+                return False
+        bucket = self._api_buckets.get(env)
+        if bucket is None:
+            bucket = self._api_buckets[env] = TokenBucket(limit, "ms")
+        headers = bucket.take(1)
+        if headers is None:
+            return False
+        self.stats.api_rate_limited += 1
+        headers = [(k, v) for k, v in headers if k != _RETRY_AFTER]
+        found = dict(headers)
+        reset_ms = int(found[wire.Header.RATELIMIT_RESET.encode()])
+        remaining = int(found[wire.Header.RATELIMIT_REMAINING.encode()])
+        body = wire.api_rate_limit_body(remaining, limit.max_tokens, reset_ms,
+                                        time.time() * 1000.0)
+        data = orjson.dumps(body, option=orjson.OPT_INDENT_2)
+        self.stats.status_counts[429] += 1
+        await send({"type": "http.response.start", "status": 429, "headers": [
+            *_PROBLEM_HEADERS, (_CONTENT_LENGTH, str(len(data)).encode()), *headers]})
+        await send({"type": "http.response.body", "body": data})
+        return True
 
 
 def _transport_of(send: Any) -> Any:

@@ -89,6 +89,9 @@ class ServerConfig:
     """Runs the simulated engine creates per second per environment (0 = as fast as enqueued)."""
     rate_limit: RateLimit | None = None
     """Batch token bucket per environment; None = off (the real default is 1200:100/10s)."""
+    api_rate_limit: RateLimit | None = None
+    """The general API limiter per environment (authenticated requests; a new batch's first
+    item requests bypass it); None = off (the real default is 750:250/10s)."""
     rate_limit_reset_unit: str = "s"
     """Unit of ``x-ratelimit-reset``: ``s`` (epoch seconds, as the real batch limiter) or ``ms``."""
     error_rate: float = 0.0
@@ -130,7 +133,7 @@ class ServerConfig:
         for name, raw in kwargs.items():
             if name not in fields:
                 raise ConfigError(name, raw, "one of " + ", ".join(sorted(fields)))
-            if raw is None and name not in ("rate_limit", "seed"):
+            if raw is None and name not in ("rate_limit", "api_rate_limit", "seed"):
                 continue
             values[name] = _convert(name, raw)
         return cls(**values)
@@ -165,6 +168,7 @@ class ServerConfig:
         out = dataclasses.asdict(self)
         out["secret_keys"] = f"<{len(self.secret_keys)} key(s)>"
         out["rate_limit"] = str(self.rate_limit) if self.rate_limit else None
+        out["api_rate_limit"] = str(self.api_rate_limit) if self.api_rate_limit else None
         return out
 
 
@@ -213,13 +217,13 @@ def _convert(name: str, raw: Any) -> Any:
             return int(raw)
         except (TypeError, ValueError):
             raise ConfigError(name, raw, "an integer or 'off'") from None
-    if name == "rate_limit":
+    if name in ("rate_limit", "api_rate_limit"):
         if raw is None or isinstance(raw, RateLimit):
             return raw
         if isinstance(raw, str):
             if raw.strip().lower() in ("", "off", "none"):
                 return None
-            return RateLimit.parse(raw)
+            return RateLimit.parse(raw, name)
         raise ConfigError(name, raw, "MAX:REFILL/INTERVAL such as '1200:100/10s', or 'off'")
     if name == "secret_keys":
         keys = (raw,) if isinstance(raw, str) else tuple(raw)
@@ -255,7 +259,7 @@ def _check(c: ServerConfig) -> None:
         raise ConfigError("engine_tick", c.engine_tick, "a number of seconds above 0")
     if c.rate_limit_reset_unit not in ("s", "ms"):
         raise ConfigError("rate_limit_reset_unit", c.rate_limit_reset_unit, "'s' or 'ms'")
-    if c.rate_limit is not None and not isinstance(c.rate_limit, RateLimit):
-        raise ConfigError(
-            "rate_limit", c.rate_limit, "a RateLimit, a string like '1200:100/10s' or None"
-        )
+    for name in ("rate_limit", "api_rate_limit"):
+        value = getattr(c, name)
+        if value is not None and not isinstance(value, RateLimit):
+            raise ConfigError(name, value, "a RateLimit, a string like '1200:100/10s' or None")

@@ -69,11 +69,11 @@ class TokenBucket:
         wait = self._last_refill + refills * self.limit.interval_s - now
         retry_after = max(1, math.ceil(wait))
         reset = self._wall() + wait
-        if self.reset_unit != "s":
-            reset *= 1000
+        # rounded up (the real batch limiter rounds its epoch seconds down: docs/batch-api.md)
+        stamp = math.ceil(reset) if self.reset_unit == "s" else math.ceil(reset * 1000)
         return [
             (_LIMIT, str(self.limit.max_tokens).encode()),
             (_REMAINING, str(max(0, self.tokens)).encode()),
-            (_RESET, str(math.ceil(reset)).encode()),
+            (_RESET, str(stamp).encode()),
             (_RETRY_AFTER, str(retry_after).encode()),
         ]

@@ -15,7 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, fields
 from typing import Any, ClassVar
 
-from loadkit.wire import BatchStatus
+from loadkit.wire import API_LIMIT_BATCH_GRANT, BatchStatus
 
 __all__ = ["Batch", "Marks", "Stats", "Store"]
 
@@ -60,6 +60,10 @@ class Batch:
     real server, each is a run in ``runs`` that the batch counts as a success (its error is on
     the run, not in the batch's errors)."""
     cursor: int = 0
+    canceled: set[str] = field(default_factory=set)
+    """Run ids canceled with ``POST /api/v2/runs/{runId}/cancel``."""
+    grant: int = API_LIMIT_BATCH_GRANT
+    """Item requests left that bypass the general API limiter (within its TTL of creation)."""
     _claim_event: asyncio.Event | None = field(default=None, repr=False)
 
     def __post_init__(self) -> None:
@@ -172,6 +176,8 @@ class _Counters:
     bytes_read: int = 0
     runs_created: int = 0
     rate_limited: int = 0
+    api_rate_limited: int = 0
+    runs_canceled: int = 0
     injected_errors: int = 0
     injected_drops: int = 0
     timeouts: int = 0

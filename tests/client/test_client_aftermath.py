@@ -96,3 +96,19 @@ def test_record_schema_holds_notes_and_rate_limiter():
     assert SCHEMA_VERSION == 4
     blank = BatchRecord.blank()
     assert (blank.notes, blank.rate_limiter) == (None, None)
+
+
+def test_record_names_the_limiter_that_answered(make_server, make_client):
+    """A 429 of the general API limiter is recorded as rate_limiter 'api', the batch one's
+    as 'batch'."""
+    policy = FAST.replace(create_attempts=2, rate_limit_max_wait=0.01)
+    api_srv = make_server(api_rate_limit="1:1/1h")
+    batch_srv = make_server(rate_limit="10:1/1h")
+    spec = BatchSpec.parse(items="10", payload_bytes="50")
+    for srv, name in ((api_srv, "api"), (batch_srv, "batch")):
+        client = make_client(srv.url, retry=policy)
+        assert client.send(spec.batch(0)).sealed
+        failed = client.send(spec.batch(1))
+        assert failed.error_kind == "rate_limited"
+        record = failed.to_record(run_id="r", worker_id="w", user_id=0)
+        assert (record.rate_limiter, record.rate_limited) == (name, 2)

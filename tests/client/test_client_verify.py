@@ -106,3 +106,23 @@ def test_one_timeout_default_for_client_and_run_options():
         parse_options(verify_timeout="-1")
     with pytest.raises(ConfigError, match="verify_timeout"):
         BatchClient("http://target.test", KEY, verify_timeout=float("nan"))
+
+
+def test_verify_retries_a_retryable_404_until_the_batch_appears():
+    """A 404 with x-should-retry: true (replica lag) is asked again; the batch then verifies."""
+    lag = (404, {"error": "Not found"}, {wire.Header.SHOULD_RETRY: "true"})
+    script = Script(retrieve=[lag, lag, "batch"])
+    result = _verify(script, verify_timeout=5.0)
+    assert sum(r.method == "GET" for r in script.requests) == 3
+    assert result.verified is True, result.violations
+
+
+def test_verify_gives_up_on_a_retryable_404_at_its_timeout():
+    """A 404 lasting past verify_timeout fails the retrieve; one not retryable fails at once."""
+    lag = (404, {"error": "Not found"}, {wire.Header.SHOULD_RETRY: "true"})
+    result = _verify(Script(retrieve=[lag]), verify_timeout=0.3)
+    assert [v.name for v in result.violations] == ["retrieve_failed"]
+    final = Script(retrieve=[(404, {"error": "Not found"}, {wire.Header.SHOULD_RETRY: "false"})])
+    result = _verify(final, verify_timeout=5.0)
+    assert sum(r.method == "GET" for r in final.requests) == 1
+    assert result.verified is False
