@@ -81,6 +81,10 @@ class _MeteredStream(httpcore.NetworkStream):
         self._inner = inner
         self._meter = meter
         self._sock = inner.get_extra_info("socket")
+        # A plain socket never gains an SSL object (TLS makes a new socket and a new stream),
+        # so only a TLS socket's is looked up per write (on a gevent socket the failed
+        # lookup raises inside __getattr__: ~2 µs per write).
+        self._tls = hasattr(self._sock, "_sslobj")
 
     def read(self, max_bytes: int, timeout: float | None = None) -> bytes:
         return self._inner.read(max_bytes, timeout)
@@ -93,12 +97,13 @@ class _MeteredStream(httpcore.NetworkStream):
         sock = self._sock
         # Over TLS, write through the SSL object: it raises SSLWantWrite/ReadError when the
         # socket is full, where gevent's SSLSocket.send (timeout 0) returns 0 and would spin.
-        ssl_object = getattr(sock, "_sslobj", None)
+        ssl_object = getattr(sock, "_sslobj", None) if self._tls else None
         send = ssl_object.write if ssl_object is not None else sock.send
         view = memoryview(buffer)
         perf = time.perf_counter
         try:
-            sock.settimeout(0.0)
+            if sock.gettimeout() != 0.0:  # reads set the read timeout; writes never block
+                sock.settimeout(0.0)
             while view:
                 readable = False
                 try:
