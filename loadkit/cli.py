@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from loadkit import __version__, wire
+from loadkit import __version__, cleanup, wire
 from loadkit.errors import ConfigError, LoadkitError
 from loadkit.vocabulary import ExitCode
 
@@ -36,6 +36,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_report(subparsers)
     _add_smoke(subparsers)
     _add_capacity(subparsers)
+    cleanup.add_parser(subparsers)
     _add_export(subparsers)
     _add_options(subparsers)
     _add_locustfile(subparsers)

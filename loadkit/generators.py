@@ -182,6 +182,10 @@ class ItemOptions:
 
     kinds: tuple[str, ...] = ()
     rate: float = 0.0
+    run_tags: tuple[str, ...] = ()
+    """Tags every item carries (``loadkit``, ``loadkit:<run id>`` against a real target, so
+    that its runs can be found and canceled): first, within the real limits; an item's own
+    tags follow where room allows (:func:`loadkit.wire.merge_tags`)."""
 
     KINDS = ("idempotencyKey", "tags", "queue", "concurrencyKey", "ttl", "metadata")
     FORM = "comma-separated option names from " + ", ".join(KINDS) + " (or 'all')"
@@ -201,13 +205,18 @@ class ItemOptions:
                 raise ConfigError("options", name, cls.FORM)
         return cls(tuple(dict.fromkeys(names)), _rate("options_rate", rate))
 
-    def encode(self, seq: int, index: int) -> bytes:
+    def encode(self, seq: int, index: int, drawn: bool = True) -> bytes:
+        """The item's ``,"options":{…}`` (empty when it has none): the kinds when ``drawn``
+        (the item is among the share that carries options), the run's tags always."""
         opts: dict[str, Any] = {}
-        for kind in self.kinds:
+        kinds = self.kinds if drawn else ()
+        if self.run_tags and "tags" not in kinds:
+            opts["tags"] = list(self.run_tags)
+        for kind in kinds:
             if kind == "idempotencyKey":
                 opts[kind] = f"lk-{seq}-{index}"
             elif kind == "tags":
-                opts[kind] = ["loadkit", f"batch-{seq}"]
+                opts[kind] = wire.merge_tags(self.run_tags, ["loadkit", f"batch-{seq}"])
             elif kind == "queue":
                 opts[kind] = {"name": "loadkit-queue"}
             elif kind == "concurrencyKey":
@@ -216,7 +225,7 @@ class ItemOptions:
                 opts[kind] = "1h"
             else:
                 opts[kind] = {"seq": seq, "index": index}
-        return b',"options":' + orjson.dumps(opts)
+        return b',"options":' + orjson.dumps(opts) if opts else b""
 
 
 # --- expected outcome --------------------------------------------------------------------
@@ -535,6 +544,8 @@ class GeneratedBatch:
         self._has_options = (
             rng.random(n) < opts.rate if opts.kinds and opts.rate > 0 else None
         )
+        if opts.run_tags and self._has_options is None:  # every item carries the run's tags
+            self._has_options = np.zeros(n, dtype=bool)
         self.idempotency_key: str | None = (
             f"loadkit-{spec.seed}-{seq}" if spec.idempotency else None
         )
@@ -882,7 +893,7 @@ class GeneratedBatch:
                     payload = _PAYLOAD_OPEN + self._payload(i, sizes[i])
                 else:
                     payload = b""
-                opts = options.encode(seq, i) if has_opts is not None and has_opts[i] else b""
+                opts = options.encode(seq, i, has_opts[i]) if has_opts is not None else b""
                 line = b'{"index":%d' % i + task_parts[task[i]] + payload + opts + _CLOSE
             append(line)
             size += len(line)

@@ -147,6 +147,10 @@ _RUN_DEFS = (
               "seconds is recorded as outcome 'dropped'", "float", "run", "SECONDS"),
     OptionDef("run_id", None, "name of the run's results folder (default: UTC time + random "
               "suffix)", "str", "run", "ID"),
+    OptionDef("tag_runs", "true", "against a target other than the embedded server, every "
+              "item carries the tags loadkit and loadkit:<run id> (its own tags after them, "
+              "at most 10), so that loadkit cleanup or the dashboard can find its runs",
+              "bool", "run", "BOOL"),
     OptionDef("summary", "full", "the loadkit summary block printed at the end of the run: "
               "full, short or none", "str", "run", "none|short|full"),
     OptionDef("baseline", None, "gate the run against a known-good one at its end: a "
@@ -300,6 +304,8 @@ class RunSettings:
     """A baseline.json or run directory to gate the run against at its end (None: no gate)."""
     summary: str = "full"
     """The end-of-run summary block: ``full``, ``short`` or ``none``."""
+    tag_runs: bool = True
+    """Against a real target, tag every item ``loadkit`` and ``loadkit:<run id>``."""
     capacity: bool = False
     """A capacity search sets the open model's rate step by step (``arrival_rate`` is 0)."""
 
@@ -334,6 +340,15 @@ class RunOptions:
             item_max_bytes=self.spec.item_max_bytes,
             **self.server,
         )
+
+    def spec_for(self, run_id: str, embedded: bool) -> BatchSpec:
+        """The batches' spec for run ``run_id``: with the run's tags on every item
+        (:func:`loadkit.wire.run_tags`) when ``tag_runs`` is on and the target is not the
+        embedded reference server."""
+        if not self.run.tag_runs or embedded:
+            return self.spec
+        options = dataclasses.replace(self.spec.options, run_tags=wire.run_tags(run_id))
+        return dataclasses.replace(self.spec, options=options)
 
     def as_dict(self) -> dict[str, Any]:
         """JSON-ready settings for run.json (there is no key among them to redact)."""
@@ -395,6 +410,7 @@ def parse_options(**settings: object) -> RunOptions:
         baseline=baseline,
         capacity=parse_bool("capacity", raw["capacity"], empty=False),
         summary=summary,
+        tag_runs=parse_bool("tag_runs", raw["tag_runs"], empty=False),
     )
 
     server = {o.name.removeprefix("server_"): settings[o.name] for o in _SERVER_DEFS
@@ -414,7 +430,7 @@ def parse_options(**settings: object) -> RunOptions:
         results_dir=str(run.results_dir), arrival_rate=run.arrival_rate,
         wait=str(raw["wait"]), drop_after=run.drop_after, run_id=run.run_id,
         baseline=str(run.baseline) if run.baseline is not None else None,
-        summary=run.summary,
+        summary=run.summary, tag_runs=run.tag_runs,
     )
     text.update({"server_" + k: str(v) for k, v in server.items()})
     capacity = None

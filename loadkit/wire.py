@@ -16,6 +16,7 @@ import enum
 import json
 import math
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any, Literal, overload
 
@@ -38,9 +39,12 @@ __all__ = [
     "PROBLEM_CONTENT_TYPE",
     "RETRIEVE_PATH",
     "RETRIEVE_V1_PATH",
+    "RUN_TAG",
     "SOURCE",
     "STATS_PATH",
     "STREAM_PATH",
+    "TAGS_MAX_PER_RUN",
+    "TAG_MAX_CHARS",
     "BatchStatus",
     "CreateAnswer",
     "Header",
@@ -64,6 +68,7 @@ __all__ = [
     "js_number_str",
     "js_trim",
     "json_parse",
+    "merge_tags",
     "msg",
     "parse_create_response",
     "parse_retrieve_response",
@@ -71,6 +76,7 @@ __all__ = [
     "rate_limiter_of",
     "retrieve_path",
     "retrieve_v1_path",
+    "run_tags",
     "stable_prefix",
     "stream_path",
     "stream_response",
@@ -318,6 +324,27 @@ def rate_limiter_of(content_type: str | None, body: object) -> str:
     if isinstance(body, dict) and body.get("title") == "Rate Limit Exceeded":
         return "api"
     return "batch"
+
+
+# --- run tags ----------------------------------------------------------------------------
+
+TAG_MAX_CHARS = 128
+"""A tag's longest length (the item schema's limit)."""
+TAGS_MAX_PER_RUN = 10
+"""Tags a run may carry (the trigger service refuses more)."""
+RUN_TAG = "loadkit"
+"""The tag every item of a load test against a real target carries (with ``loadkit:<run>``)."""
+
+
+def run_tags(run_id: str) -> tuple[str, str]:
+    """The tags of a load test's items: ``loadkit`` and ``loadkit:<run id>`` (cut to
+    :data:`TAG_MAX_CHARS`)."""
+    return RUN_TAG, f"{RUN_TAG}:{run_id}"[:TAG_MAX_CHARS]
+
+
+def merge_tags(first: Iterable[str], then: Iterable[str]) -> list[str]:
+    """``first`` then ``then``, without repeats, at most :data:`TAGS_MAX_PER_RUN`."""
+    return list(dict.fromkeys([*first, *then]))[:TAGS_MAX_PER_RUN]
 
 
 def error_body(message: str) -> dict[str, str]:

@@ -740,6 +740,40 @@ class BatchClient:
         raw, value, where = self._get_batch(batch_id, until)
         return answers.parsed(wire.parse_retrieve_response, raw, value, where)
 
+    # -- cancel (loadkit cleanup) ---------------------------------------------------------
+
+    def cancel_run(self, run_id: str) -> bool:
+        """``POST /api/v2/runs/{runId}/cancel``: True when canceled (200, also for a run
+        already finished or canceled), False when the target does not know the run (404).
+        429 answers wait as their headers say and retryable failures back off as a create
+        does, up to the policy's create attempts; then the :class:`TargetError` is raised."""
+        if self._key is None:
+            raise AuthError(_NO_KEY)
+        path = wire.cancel_run_path(run_id)
+        policy = self.retry
+        for number in range(1, policy.create_attempts + 1):
+            try:
+                resp = self._http.post(path)
+            except (httpx.HTTPError, httpx.InvalidURL) as exc:
+                error = self._transport_error(exc, path, sent=0)
+                if _end_of(error, exc, sent=0) is End.PROTOCOL or number == policy.create_attempts:
+                    raise error from None
+                self._sleep(policy.create_delay(number, self._rng))
+                continue
+            status = resp.status_code
+            if status == 200:
+                return True
+            if status == 404:
+                return False
+            raw, value = self._clean.read(resp.content)
+            kept = self._clean.retry_headers(resp.headers)
+            if status == 401 or not policy.status_retryable(status, kept) \
+                    or number == policy.create_attempts:
+                raise answers.status_error(status, raw, value, self._where(path))
+            wait = self._rate_limit_wait(status, kept)
+            self._sleep(wait[0] if wait is not None else policy.create_delay(number, self._rng))
+        raise AssertionError("unreachable")  # pragma: no cover
+
     def _verify(self, batch: GeneratedBatch, batch_id: str, result: BatchResult) -> None:
         """Retrieve the sealed batch until its runs are made (or ``verify_timeout`` runs out)
         and check them (:func:`loadkit.client.judge.judge_runs`); sets ``result.verified``

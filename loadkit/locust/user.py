@@ -64,6 +64,11 @@ class BatchUser(User):
         # a worker without TRIGGER_SECRET_KEY uses the key the master's embedded server takes
         key = self.role.secret_key or wire.DEFAULT_LOCAL_SECRET_KEY
         self.batch_client = opts.client.make_client(host, key, opts.spec.chunk_bytes)
+        # the embedded server's runs need no finding: it has the local key, nothing else has
+        embedded = getattr(self.role, "server", None) is not None or \
+            key == wire.DEFAULT_LOCAL_SECRET_KEY
+        plan_run = schedule.plan.run_id if schedule.plan is not None else None
+        self.spec = opts.spec_for(self.role.run_id or plan_run or "unknown", embedded)
 
     def on_stop(self) -> None:
         client = getattr(self, "batch_client", None)
@@ -82,7 +87,7 @@ class BatchUser(User):
             seq, intended_at = self._next_start()
         else:
             seq = role.next_seq()
-        batch = opts.spec.batch(seq)
+        batch = self.spec.batch(seq)
         started_at, t0 = time.time(), time.perf_counter()
         try:
             result = self.batch_client.send(batch)
