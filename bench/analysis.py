@@ -122,6 +122,9 @@ def synthetic(n: int, seed: int = 1) -> pa.Table:
         "tasks": pa.array(np.char.add("loadkit-task:", run_count.astype(str)), pa.string()),
         "write_ms": np.nan_to_num(stream * np.maximum(stall_frac, 0.05)),
     }
+    for f in ARROW_SCHEMA:  # columns added by later schema versions: empty, as when loaded
+        if f.name not in cols and f.nullable:
+            cols[f.name] = pa.nulls(n, f.type)
     arrays = [pa.array(cols[f.name], f.type) if not isinstance(cols[f.name], pa.Array)
               else cols[f.name] for f in ARROW_SCHEMA]
     return pa.Table.from_arrays(arrays, schema=ARROW_SCHEMA)
