@@ -8,10 +8,10 @@ group       settings
 ``spec``    what batches look like: every :data:`~loadkit.generators.SPEC_FIELDS` setting
             (``items``, ``payload_bytes``, ``faults``, ``seed``, ``chunk_bytes`` …) →
             :class:`~loadkit.generators.BatchSpec`
-``client``  how they are sent: ``timeout``, every retry setting of
-            :data:`~loadkit.retry.RETRY_FIELDS` prefixed ``retry_`` (``retry_attempts``,
-            ``retry_resend`` …), ``send_buffer_bytes``, ``keep_chunk_timings``, ``verify``,
-            ``verify_timeout``
+``client``  how they are sent: ``client`` (the mode: ``loadkit`` or ``sdk``), ``timeout``,
+            every retry setting of :data:`~loadkit.retry.RETRY_FIELDS` prefixed ``retry_``
+            (``retry_attempts``, ``retry_resend`` …), ``send_buffer_bytes``,
+            ``keep_chunk_timings``, ``verify``, ``verify_timeout``
             → :class:`~loadkit.client.ClientConfig`
 ``run``     how the run goes: ``results_dir``, ``threshold``, ``arrival_rate``, ``wait``,
             ``drop_after``, ``run_id``, ``baseline`` → :class:`RunSettings`
@@ -114,6 +114,10 @@ def _retry_option(name: str) -> str:
 
 
 _CLIENT_DEFS = (
+    OptionDef("client", "loadkit", "how the client streams: loadkit (coalesced ~64 KiB chunks) "
+              "or sdk (as the official SDK: one line per write, the whole stream re-sent on "
+              "retry, the SDK's backoff, x-ratelimit-reset read as epoch ms)", "str", "client",
+              "MODE"),
     OptionDef("timeout", f"{DEFAULT_TIMEOUT:g}", "seconds the client waits for any one "
               "request's answer (longer than the server's own 300 s request timeout)",
               "float", "client", "SECONDS"),
@@ -378,7 +382,8 @@ def parse_options(**settings: object) -> RunOptions:
     except ConfigError as exc:  # name the option as the user wrote it
         raise ConfigError(_retry_option(exc.field), exc.value, exc.expected) from None
     client = ClientConfig.parse(
-        timeout=raw["timeout"], retry=retry, send_buffer_bytes=raw["send_buffer_bytes"],
+        mode=raw["client"], timeout=raw["timeout"], retry=retry,
+        send_buffer_bytes=raw["send_buffer_bytes"],
         keep_chunk_timings=raw["keep_chunk_timings"], verify=raw["verify"],
         verify_timeout=raw["verify_timeout"],
     )
@@ -426,6 +431,8 @@ def parse_options(**settings: object) -> RunOptions:
     text: dict[str, Any] = {**spec.as_settings()}
     text.update(client.as_settings())
     text.update({opt: str(raw[opt]) for opt in _RETRY_OPTIONS})
+    if client.mode == "sdk":
+        text["retry_rate_limit_reset"] = client.retry.rate_limit_reset
     text.update(
         results_dir=str(run.results_dir), arrival_rate=run.arrival_rate,
         wait=str(raw["wait"]), drop_after=run.drop_after, run_id=run.run_id,

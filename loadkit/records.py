@@ -58,8 +58,8 @@ __all__ = [
 ]
 
 SCHEMA_VERSION = 4
-"""2 added ``tasks``, 3 ``write_ms`` (and the chunks' ``stall_ms``), 4 ``notes`` and
-``rate_limiter``; older runs load with them empty."""
+"""2 added ``tasks``, 3 ``write_ms`` (and the chunks' ``stall_ms``), 4 ``notes``,
+``rate_limiter`` and ``client_mode``; older runs load with them empty."""
 
 # OUTCOMES (the values of ``outcome``) are defined in loadkit.vocabulary and re-exported here.
 
@@ -199,6 +199,10 @@ class BatchRecord:
     """Which limiter answered this batch's 429s: ``batch`` (the create's token bucket, a JSON
     ``error`` body), ``api`` (the general API limiter, an ``application/problem+json`` body),
     or both comma-separated in that order; None without a 429."""
+    client_mode: str | None = None
+    """How the client streamed: ``loadkit`` (coalesced chunks) or ``sdk`` (as the official
+    SDK: one line per write, the whole stream re-sent on retry, the SDK's backoff); None in
+    runs recorded before the field existed."""
 
     def as_dict(self) -> dict[str, Any]:
         return {name: getattr(self, name) for name in FIELD_NAMES}

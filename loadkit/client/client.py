@@ -378,7 +378,7 @@ class BatchClient:
             seq=batch.seq, run_count=batch.run_count, task_count=len(batch.task_identifiers),
             tasks=",".join(f"{name}:{count}" for name, count in batch.task_counts.items()),
             payload_bytes=batch.payload_bytes, expected=batch.expected,
-            resend=self.retry.resend, started_at=time.time(),
+            resend=self.retry.resend, started_at=time.time(), client_mode=self.config.mode,
         )
         t0 = time.perf_counter()
         try:
@@ -571,12 +571,14 @@ class BatchClient:
                       result: BatchResult
                       ) -> tuple[Attempt, Callable[[], Iterable[bytes]], int]:
         """Attempt ``number``: what it sends (the faulty first stream, every clean line, or
-        only the missing ones), a factory of its chunks, and its line count."""
+        only the missing ones), a factory of its chunks, and its line count. In ``sdk`` mode
+        every chunk is one line, pulled item by item, and a retry sends every clean line."""
         cb = self.chunk_bytes
         n = batch.run_count
+        sdk = self.config.mode == "sdk"
         if number == 1:
             return (Attempt(number=1, sent="first", started_at=time.time()),
-                    partial(batch.chunks, cb), batch.expected.lines)
+                    batch.lines if sdk else partial(batch.chunks, cb), batch.expected.lines)
         indices: np.ndarray | None = None
         if missing is None or len(missing) == 0:
             sent = "unknown_full"
@@ -585,6 +587,9 @@ class BatchClient:
             sent, indices = "missing", missing
         else:
             sent = "full"
+        if sdk:  # the SDK's tee: the whole stream again (sdk mode's resend is full)
+            return (Attempt(number=number, sent=sent, started_at=time.time()),
+                    batch.clean_lines, n)
         return (Attempt(number=number, sent=sent, started_at=time.time()),
                 partial(batch.clean_chunks, indices, cb),
                 n if indices is None else len(indices))

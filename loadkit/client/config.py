@@ -18,6 +18,7 @@ from loadkit.client.retry import RetryPolicy
 from loadkit.errors import ConfigError
 
 __all__ = [
+    "CLIENT_MODES",
     "CONNECT_TIMEOUT",
     "DEFAULT_TIMEOUT",
     "DEFAULT_VERIFY_TIMEOUT",
@@ -36,6 +37,28 @@ CONNECT_TIMEOUT = 10.0
 """Seconds to establish a connection (at most the request timeout)."""
 DEFAULT_VERIFY_TIMEOUT = 10.0
 """Seconds ``verify=True`` polls a sealed batch while the target's engine makes its runs."""
+CLIENT_MODES = ("loadkit", "sdk")
+"""How the client streams: ``loadkit`` (coalesced ~64 KiB chunks, the policy's resend mode)
+or ``sdk`` (as the official SDK: one NDJSON line per write, pulled item by item, the whole
+stream re-sent on every retry, the SDK's backoff, ``x-ratelimit-reset`` read as epoch ms)."""
+_SDK_FREE = ("rate_limit_max_wait", "rate_limit_reset")
+"""Retry settings that may differ from SDK parity in ``sdk`` mode (everything else is the
+SDK's there)."""
+
+
+def _sdk_retry(retry: RetryPolicy) -> RetryPolicy:
+    """``retry`` as ``sdk`` mode uses it: the SDK's policy (raises when ``retry`` differs from
+    SDK parity in anything but the 429 wait cap), reading ``x-ratelimit-reset`` as epoch ms."""
+    parity = RetryPolicy()
+    for field in dataclasses.fields(RetryPolicy):
+        name = field.name
+        if name not in _SDK_FREE and getattr(retry, name) != getattr(parity, name):
+            shown = retry.as_settings().get(name, getattr(retry, name))
+            raise ConfigError("retry_" + name, shown,
+                              f"the SDK's {getattr(parity, name)!s} with client mode sdk (it "
+                              "retries as the SDK does; use client mode loadkit to change "
+                              "retries)")
+    return dataclasses.replace(retry, rate_limit_reset="ms")
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,6 +76,9 @@ class ClientConfig:
     ``seed``: seeds retry jitter (reproducible delays in tests).
     ``trigger_version``: the ``trigger-version`` header.
     ``trust_env``: read proxy settings and certificates from the environment (httpx's).
+    ``mode``: ``loadkit`` or ``sdk`` (:data:`CLIENT_MODES`): ``sdk`` streams as the official
+    SDK, one line per write, and retries with the SDK's policy (``retry`` must be SDK parity
+    but for ``rate_limit_max_wait``; ``x-ratelimit-reset`` is read as epoch ms).
     """
 
     timeout: float = DEFAULT_TIMEOUT
@@ -65,6 +91,7 @@ class ClientConfig:
     seed: int | None = None
     trigger_version: str = SDK_VERSION
     trust_env: bool = True
+    mode: str = "loadkit"
 
     def __post_init__(self) -> None:
         def put(name: str, value: object) -> None:
@@ -86,6 +113,12 @@ class ClientConfig:
             raise ConfigError("trigger_version", self.trigger_version, "an SDK version, e.g. "
                               + SDK_VERSION)
         put("trust_env", parse_bool("trust_env", self.trust_env))
+        mode = str(self.mode).strip().lower()
+        if mode not in CLIENT_MODES:
+            raise ConfigError("client", self.mode, " or ".join(CLIENT_MODES))
+        put("mode", mode)
+        if mode == "sdk":
+            put("retry", _sdk_retry(self.retry))
 
     @classmethod
     def parse(cls, **settings: Any) -> ClientConfig:
@@ -112,7 +145,8 @@ class ClientConfig:
 
     def as_settings(self) -> dict[str, Any]:
         """The run options' text of these settings (what run.json records; no secret)."""
-        return {"timeout": self.timeout, "send_buffer_bytes": self.send_buffer_bytes,
+        return {"client": self.mode, "timeout": self.timeout,
+                "send_buffer_bytes": self.send_buffer_bytes,
                 "keep_chunk_timings": self.keep_chunk_timings, "verify": self.verify,
                 "verify_timeout": self.verify_timeout}
 

@@ -210,6 +210,9 @@ class BatchResult:
     resend: str
     """The retry policy's resend mode."""
     started_at: float
+    client_mode: str = "loadkit"
+    """How the client streamed: ``loadkit`` or ``sdk``
+    (:data:`~loadkit.client.config.CLIENT_MODES`)."""
     tasks: str = ""
     """Items per task identifier, ``name:count,…`` (the record's ``tasks``)."""
     ended_at: float = 0.0
@@ -427,6 +430,7 @@ class BatchResult:
             write_ms=self.write_ms,
             notes="; ".join([*self.notes, *filter(None, [self.verify_note])]) or None,
             rate_limiter=self.rate_limiter,
+            client_mode=self.client_mode,
         )
 
     @property
@@ -443,6 +447,7 @@ class BatchResult:
             "cached": self.cached, "ok": self.ok,
             "run_count": self.run_count, "task_count": self.task_count, "tasks": self.tasks,
             "payload_bytes": self.payload_bytes, "resend": self.resend,
+            "client_mode": self.client_mode,
             "started_at": self.started_at, "ended_at": self.ended_at, "total_ms": self.total_ms,
             "create_ms": self.create_ms, "create_attempts": self.create_attempts,
             "create_status": self.create_status, "stream_ms": self.stream_ms,

@@ -15,6 +15,8 @@ The official SDK (``@trigger.dev/core`` 4.x, see ``docs/batch-api.md``, section 
 - 429 handling that reads ``x-ratelimit-reset`` as epoch **seconds or milliseconds**, told
   apart by magnitude (the SDK always assumes milliseconds and so mis-reads the batch
   limiter's seconds), then ``retry-after``; the unit seen is recorded.
+  ``rate_limit_reset="ms"`` reads it as the SDK does: always epoch milliseconds (the client's
+  ``sdk`` mode sets it).
 
 ``RetryPolicy.parse(**strings)`` is the one parser for flags, CLI arguments and notebook
 keywords (names as in :data:`RETRY_FIELDS`); bad values raise
@@ -35,9 +37,13 @@ from loadkit import wire
 from loadkit._parse import Setting, parse_bool
 from loadkit.errors import ConfigError
 
-__all__ = ["RESEND_MODES", "RETRY_FIELDS", "RateLimitWait", "RetryPolicy"]
+__all__ = ["RATE_LIMIT_RESET_READINGS", "RESEND_MODES", "RETRY_FIELDS", "RateLimitWait",
+           "RetryPolicy"]
 
 RESEND_MODES = ("full", "missing")
+RATE_LIMIT_RESET_READINGS = ("auto", "ms")
+"""How ``x-ratelimit-reset`` is read: ``auto`` (epoch s or ms by magnitude, or seconds from
+now) or ``ms`` (always epoch milliseconds, as the SDK)."""
 DEFAULT_RETRY_STATUSES: frozenset[int] = frozenset({408, 409, 429})
 """Plus every 5xx when ``retry_5xx`` is on (the SDK's rule)."""
 
@@ -75,6 +81,8 @@ RETRY_FIELDS: tuple[Setting, ...] = (
     Setting("retry_statuses", "408,409,429,5xx", "HTTP statuses that are retried"),
     Setting("honor_should_retry", "true", "let the x-should-retry header override statuses"),
     Setting("rate_limit_max_wait", "60", "longest single wait on a 429, seconds"),
+    Setting("rate_limit_reset", "auto", "how x-ratelimit-reset is read: auto (epoch s or ms "
+               "by magnitude) or ms (always epoch ms, as the SDK)"),
 )
 _FIELD_NAMES = frozenset(f.name for f in RETRY_FIELDS)
 
@@ -165,6 +173,7 @@ class RetryPolicy:
     retry_5xx: bool = True
     honor_should_retry: bool = True
     rate_limit_max_wait: float = 60.0
+    rate_limit_reset: str = "auto"
 
     def __post_init__(self) -> None:
         _count("attempts", self.attempts)
@@ -176,6 +185,8 @@ class RetryPolicy:
         _number("create_factor", self.create_factor, 1.0)
         if self.resend not in RESEND_MODES:
             raise ConfigError("resend", self.resend, "full or missing")
+        if self.rate_limit_reset not in RATE_LIMIT_RESET_READINGS:
+            raise ConfigError("rate_limit_reset", self.rate_limit_reset, "auto or ms")
         if not isinstance(self.retry_statuses, frozenset):
             object.__setattr__(self, "retry_statuses", frozenset(self.retry_statuses))
 
@@ -205,6 +216,11 @@ class RetryPolicy:
                 text = str(raw).strip().lower()
                 if text not in RESEND_MODES:
                     raise ConfigError(name, raw, "full or missing")
+                values[name] = text
+            elif name == "rate_limit_reset":
+                text = str(raw).strip().lower()
+                if text not in RATE_LIMIT_RESET_READINGS:
+                    raise ConfigError(name, raw, "auto or ms")
                 values[name] = text
             elif name == "retry_statuses":
                 values["retry_statuses"], values["retry_5xx"] = _statuses(raw)
@@ -241,6 +257,7 @@ class RetryPolicy:
             "retry_statuses": ",".join(statuses) or "none",
             "honor_should_retry": str(self.honor_should_retry).lower(),
             "rate_limit_max_wait": str(self.rate_limit_max_wait),
+            "rate_limit_reset": self.rate_limit_reset,
         }
 
     # -- decisions ------------------------------------------------------------------------
@@ -276,7 +293,9 @@ class RetryPolicy:
         self, headers: Mapping[str, str], now: float | None = None
     ) -> RateLimitWait | None:
         """How long a 429 asks to wait: ``x-ratelimit-reset`` (epoch s or ms, told apart by
-        magnitude, or seconds from now when too small to be an epoch), else ``retry-after``
+        magnitude, or seconds from now when too small to be an epoch; with
+        ``rate_limit_reset="ms"`` always epoch ms, as the SDK, which reads on when that time
+        is past: seconds misread as ms are always past), else ``retry-after``
         (seconds or an HTTP date). None when neither header is usable. Capped at
         ``rate_limit_max_wait``; never negative."""
         now = time.time() if now is None else now
@@ -287,8 +306,11 @@ class RetryPolicy:
                 value = float(raw.strip())
             except ValueError:
                 value = math.nan
+            sdk = self.rate_limit_reset == "ms"
+            if sdk and math.isfinite(value) and value / 1000.0 <= now:
+                value = math.nan  # the SDK: a reset time already past is no wait; read on
             if math.isfinite(value) and value >= 0:
-                if value >= _EPOCH_MS_THRESHOLD:
+                if sdk or value >= _EPOCH_MS_THRESHOLD:
                     wait, unit = value / 1000.0 - now, "ms"
                 elif value >= _EPOCH_S_THRESHOLD:
                     wait, unit = value - now, "s"
