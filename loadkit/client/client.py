@@ -662,7 +662,9 @@ class BatchClient:
             attempt.end = attempt.error = None
             attempt.reset_resent = True
             self._stream_once(batch_id, regenerate(), attempt, lines, regenerate)
-        elif attempt.status is not None and attempt.status >= 400:
+        elif attempt.status is not None and 400 <= attempt.status < 500:
+            # the real route answers its 4xx before reading the whole body, then closes the
+            # connection: the next request may meet the reset (a 5xx comes after the body)
             self._reset_expected = True
 
     @staticmethod
