@@ -372,7 +372,7 @@ def _capacity(run: analysis.Run, out: Path) -> list[str]:
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=100)
     atomic_write(out / "capacity.png", buf.getvalue())
-    steps = cap.steps.drop(columns=["window_start", "failed_on"])
+    steps = _capacity_steps(cap.steps)
     return [
         "<h2>Capacity</h2>",
         f'<p id="capacity-answer"><b>{html.escape(answer_text(cap.answer))}</b></p>',
@@ -381,6 +381,27 @@ def _capacity(run: analysis.Run, out: Path) -> list[str]:
         "</figcaption></figure>",
         _table(steps, "one row per step, in the order they ran"),
     ]
+
+
+def _capacity_steps(steps: pd.DataFrame) -> pd.DataFrame:
+    """The step table a person reads: what each step offered and got, and why it failed."""
+    from loadkit import humanize  # noqa: PLC0415
+
+    rows = {
+        "offered": steps["offered_items_per_s"].map(lambda v: humanize.rate(v, "items/s")),
+        "achieved": steps["achieved_items_per_s"].map(lambda v: humanize.rate(v, "items/s")),
+        "MB/s": steps["achieved_mb_per_s"].map(humanize.mb_per_s),
+        "p95 from intended": steps["p95_ms"].map(humanize.ms),
+        "stall": steps["stall_share"].map(humanize.share),
+        "dropped": steps["drop_rate"].map(humanize.share),
+        "429s": steps["rate_limited"].map(humanize.count),
+        "failed": steps["error_rate"].map(humanize.share),
+        "generator CPU": steps["client_cpu"].map(humanize.share),
+        "held": steps["held"].map(lambda v: "held" if v else "FAILED"),
+        "why": [("; ".join(f) if isinstance(f, list) else "") or "–"
+                for f in steps["failed_on"]],
+    }
+    return pd.DataFrame(rows, index=steps.index.rename("step"))
 
 
 def _when(epoch: Any) -> str:
