@@ -30,7 +30,6 @@ thresholds agree):
 
 from __future__ import annotations
 
-import json
 import math
 import warnings
 from collections.abc import Iterable, Sequence
@@ -59,6 +58,7 @@ from loadkit.records import (
     read_records,
     read_run_meta,
     records_table,
+    torn_tail,
 )
 from loadkit.vocabulary import FAILURE_OUTCOMES, FAULT_KINDS, SUCCESS_OUTCOMES
 
@@ -348,17 +348,10 @@ def _note(notes: list[str], text: str) -> None:
 
 def _check_torn(jsonl: Path, notes: list[str]) -> None:
     """Warn when the file ends in a torn line (which the reader skipped)."""
-    with open(jsonl, "rb") as fh:
-        size = fh.seek(0, 2)
-        fh.seek(max(0, size - (1 << 20)))
-        tail = fh.read()
-    last = tail[tail.rfind(b"\n") + 1:]
-    if last.strip():
-        try:
-            json.loads(last)
-        except ValueError:
-            _note(notes, f"{jsonl}: skipped a torn last line ({len(last)} bytes; the run "
-                         "was stopped mid-write)")
+    torn = torn_tail(jsonl)
+    if torn:
+        _note(notes, f"{jsonl}: skipped a torn last line ({torn} bytes; the run was stopped "
+                     "mid-write)")
 
 
 def _schema_version(meta: dict[str, Any], parquet: Path | None) -> int | None:

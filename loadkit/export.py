@@ -71,22 +71,6 @@ def _write(rows: list[dict[str, Any]], columns: list[str], fmt: str, path: Path)
         raise RecordsError(f"cannot write {path}: {exc.strerror or exc}") from None
 
 
-def _torn(jsonl: Path) -> int:
-    """1 when ``records.jsonl`` ends in a torn line (the reader skips it), else 0."""
-    with open(jsonl, "rb") as fh:
-        size = fh.seek(0, 2)
-        fh.seek(max(0, size - (1 << 20)))
-        tail = fh.read()
-    last = tail[tail.rfind(b"\n") + 1:]
-    if not last.strip():
-        return 0
-    try:
-        json.loads(last)
-    except ValueError:
-        return 1
-    return 0
-
-
 def export_run(run_dir: str | Path, fmt: str = "csv", output: str | Path | None = None, *,
                chunks: bool = False) -> Exported:
     """Write the run's records (and with ``chunks`` its chunk rows) as ``fmt`` files.
@@ -103,7 +87,7 @@ def export_run(run_dir: str | Path, fmt: str = "csv", output: str | Path | None 
         raise RecordsError(f"{run_dir} holds no records ({rec.RECORDS_PARQUET} or "
                            f"{rec.RECORDS_JSONL}); give a run's folder, e.g. results/<run id>")
     result = Exported()
-    if not parquet.exists() and _torn(jsonl):
+    if not parquet.exists() and rec.torn_tail(jsonl):
         result.notes.append(f"{jsonl}: skipped 1 torn last line (the run was stopped "
                             "mid-write); every line before it is exported")
     table = rec.read_records(run_dir)

@@ -53,6 +53,7 @@ __all__ = [
     "read_records",
     "read_run_meta",
     "records_table",
+    "torn_tail",
     "write_parquet",
     "write_run_meta",
 ]
@@ -430,6 +431,23 @@ class RecordWriter:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def torn_tail(path: str | os.PathLike[str]) -> int:
+    """Bytes of a torn (incomplete, not JSON) last line of a JSONL file, 0 when it ends
+    cleanly: what :func:`read_jsonl` skips."""
+    with open(path, "rb") as fh:
+        size = fh.seek(0, 2)
+        fh.seek(max(0, size - (1 << 20)))
+        tail = fh.read()
+    last = tail[tail.rfind(b"\n") + 1:]
+    if not last.strip():
+        return 0
+    try:
+        orjson.loads(last)
+    except orjson.JSONDecodeError:
+        return len(last)
+    return 0
 
 
 def read_jsonl(path: str | os.PathLike[str]) -> list[dict[str, Any]]:

@@ -122,32 +122,24 @@ class Batch:
         processing: dict[str, Any] = {"errors": []}
         if self.completed_at is not None:
             processing["completedAt"] = iso(self.completed_at)
-        body: dict[str, Any] = {
-            "id": self.id,
-            "status": str(self.status),
-            "createdAt": iso(self.created_at),
-            "updatedAt": iso(self.updated_at),
-            "runCount": self.run_count,
-            "runs": self.run_ids(),
-            "processing": processing,
-        }
+        body = self._retrieved(iso)
+        body["processing"] = processing
         if self.completed_at is not None:
             body["processingCompletedAt"] = processing["completedAt"]
         if self.idempotency_key is not None:
             body["idempotencyKey"] = self.idempotency_key
         return body
 
+    def _retrieved(self, iso: Callable[[float], str]) -> dict[str, Any]:
+        """What both retrieve answers (v1 and v2) start with."""
+        return {"id": self.id, "status": str(self.status), "createdAt": iso(self.created_at),
+                "updatedAt": iso(self.updated_at), "runCount": self.run_count,
+                "runs": self.run_ids()}
+
     def retrieve_v1(self, iso: Callable[[float], str]) -> dict[str, Any]:
         """The ``GET /api/v1/batches/{id}`` answer (older SDKs): run counts once the batch is
         final, top-level ``errors`` only when there are some (never here), no ``processing``."""
-        body: dict[str, Any] = {
-            "id": self.id,
-            "status": str(self.status),
-            "createdAt": iso(self.created_at),
-            "updatedAt": iso(self.updated_at),
-            "runCount": self.run_count,
-            "runs": self.run_ids(),
-        }
+        body = self._retrieved(iso)
         if self.idempotency_key is not None:
             body["idempotencyKey"] = self.idempotency_key
         if self.completed_at is not None:
