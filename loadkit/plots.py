@@ -136,7 +136,7 @@ def latency_cdf(run: analysis.Run | pd.DataFrame, ax: Axes | None = None) -> Axe
         if not v.size:
             continue
         y = np.arange(1, v.size + 1) / v.size
-        ax.step(v, y, where="post", linestyle=style, label=f"{label} (n={v.size})")
+        ax.step(v, y, where="post", linestyle=style, label=f"{label} (n={v.size:,})")
         drawn = True
     if not drawn:
         return _empty(ax, title)
@@ -146,6 +146,7 @@ def latency_cdf(run: analysis.Run | pd.DataFrame, ax: Axes | None = None) -> Axe
     ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _p: f"{v:,.0f}" if v >= 1 else
                                                f"{v:.2f}".rstrip("0")))
     ax.set_xlabel("total latency, ms (log)")
+    _plain_log_ticks(ax.xaxis)
     ax.set_ylabel("share of batches ≤ x")
     ax.set_ylim(0, 1.01)
     ax.grid(True, which="both", alpha=0.3)
@@ -342,6 +343,15 @@ def capacity(result: Any, ax: Axes | None = None) -> Axes:
     ax.legend(lines[0] + more[0], lines[1] + more[1], loc="upper left", fontsize=8)
     ax.set_title(f"{title} — {result.path.name}")
     return ax
+
+
+def _plain_log_ticks(axis: Any) -> None:
+    """Log-axis tick labels as plain numbers (5, 20, 1,000), never 2×10¹."""
+    from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter  # noqa: PLC0415
+
+    axis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
+    axis.set_major_formatter(FuncFormatter(lambda v, _pos: f"{v:,.10g}"))
+    axis.set_minor_formatter(NullFormatter())
 
 
 def _thousands(axis: Any) -> None:
