@@ -116,18 +116,8 @@ def measure_step(number: int, offered_items_per_s: float, window_start: float,
     stats.items_offered = int(sum(r.get("run_count") or 0 for r in mine))
     item_bytes = _mean_item_bytes(sent)
     stats.offered_mb_per_s = offered_items_per_s * item_bytes / 1e6
-    # achieved: the rate at which the target finished this step's batches, over a window as
-    # long as the step's, shifted by their median latency (a target that keeps up finishes
-    # them at the offered rate, one that does not at its own, however long the queue)
-    finished = [r for r in sent if r.get("ended_at") is not None]
-    shift = float(np.median([r["ended_at"] - r["intended_at"] for r in finished])) \
-        if finished else 0.0
-    done_in_window = [r for r in finished
-                      if window_start + shift <= r["ended_at"] < end + shift]
-    stats.achieved_items_per_s = sum(r.get("items_accepted") or 0 for r in done_in_window) \
-        / window_s
-    stats.achieved_mb_per_s = sum(r.get("bytes_sent") or 0 for r in done_in_window) \
-        / window_s / 1e6
+    stats.achieved_items_per_s, stats.achieved_mb_per_s = _achieved(
+        sent, window_start, window_s, now)
     latency = np.array([
         r["total_from_intended_ms"] if r.get("total_from_intended_ms") is not None
         else (r["ended_at"] - r["intended_at"]) * 1000.0 if r.get("ended_at") is not None
@@ -148,6 +138,39 @@ def measure_step(number: int, offered_items_per_s: float, window_start: float,
                        dtype=float)
     stats.service_p95_ms = _pct(service, 95)
     return stats
+
+
+def _achieved(sent: list[Mapping[str, Any]], window_start: float, window_s: float,
+              now: float) -> tuple[float, float]:
+    """(items/s, MB/s) at which the target finished the step's batches.
+
+    The rate is read from the spacing of their completions: the items of all but the first
+    finished batch over the time from the first completion to the last (or to ``now`` while
+    any is still running). A target that keeps up finishes them as far apart as they were
+    offered, one that does not as far apart as its own pace, however long its queue. Unlike
+    a count of completions inside a fixed window, it does not lose a whole batch to a
+    window's edge, which at a few batches per step is a tenth of the rate. With fewer than
+    two completions, the count over a window as long as the step's, shifted by their median
+    latency, is all there is.
+    """
+    finished = sorted((r for r in sent if r.get("ended_at") is not None),
+                      key=lambda r: r["ended_at"])
+    running = any(r.get("ended_at") is None for r in sent)
+    if len(finished) >= 2:
+        span = finished[-1]["ended_at"] - finished[0]["ended_at"]
+        if running:
+            span = max(span, now - finished[0]["ended_at"])
+        if span > 0:
+            rest = finished[1:]
+            items = sum(r.get("items_accepted") or 0 for r in rest)
+            nbytes = sum(r.get("bytes_sent") or 0 for r in rest)
+            return items / span, nbytes / span / 1e6
+    shift = float(np.median([r["ended_at"] - r["intended_at"] for r in finished])) \
+        if finished else 0.0
+    end = window_start + window_s
+    done = [r for r in finished if window_start + shift <= r["ended_at"] < end + shift]
+    return (sum(r.get("items_accepted") or 0 for r in done) / window_s,
+            sum(r.get("bytes_sent") or 0 for r in done) / window_s / 1e6)
 
 
 def _mean_item_bytes(rows: list[Mapping[str, Any]]) -> float:

@@ -104,6 +104,24 @@ def test_a_step_that_keeps_up_holds():
     assert stats.p95_ms == pytest.approx(5.0)
 
 
+def test_a_few_batches_per_step_lose_none_to_the_window_edge():
+    """12 batches of 5 items in 3 s, the first answered fastest: achieved = offered, held."""
+    rows = _rows(12, 4.0, latency_ms=7.0, items=5)
+    rows[0]["ended_at"] = rows[0]["intended_at"] + 0.005
+    stats = judge_step(measure_step(1, 20.0, T0, 3.0, rows, now=T0 + 4), Bounds(), 1000.0)
+    assert stats.achieved_items_per_s == pytest.approx(20.0, rel=0.01)
+    assert stats.held, stats.failed_on
+
+
+def test_a_target_at_its_own_pace_is_measured_at_that_pace():
+    """Completions 0.2 s apart while 0.1 s apart were offered: achieved is half of offered."""
+    rows = _rows(100, 10.0)
+    for k, row in enumerate(rows):
+        row["ended_at"] = T0 + 0.2 * (k + 1)
+    stats = measure_step(1, 1000.0, T0, 10.0, rows, now=T0 + 30)
+    assert stats.achieved_items_per_s == pytest.approx(500.0, rel=0.01)
+
+
 def test_a_step_that_falls_behind_fails_on_target_ingest():
     """Batches ending after the window: achieved < 95 % and latency rising: target_ingest."""
     rows = _rows(100, 10.0)
