@@ -69,16 +69,17 @@ def make_client() -> Iterator[Callable[..., BatchClient]]:
 
 
 class WrongServer:
-    """A batch API that gets the contract wrong on purpose, in one of these ``mode``s:
+    """A batch API that gets the contract wrong on purpose: one lie per ``mode``
+    (:data:`LIES` names each), an otherwise correct server (``honest``: no lie at all).
 
-    - ``lose``: silently forgets every item whose index is a multiple of 10, and answers
-      honestly about what it kept (so the batch never seals);
-    - ``double_count``: counts a duplicate line as accepted again (itemsDeduplicated stays 0);
-    - ``lie_sealed``: answers ``sealed: true`` with every item accepted, but its retrieve
-      answer lacks the run of index 0.
+    Its stream answers count lines by ``index`` (first copy wins), number physical lines
+    from 1, and answer a line that is not JSON with 400 ``Invalid JSON at line N: …``. Each
+    batch counts its stream requests: a lie may be told on one attempt only. The tests that
+    make each lie fire, and what it must cause: ``test_client_lies.py``.
     """
 
     def __init__(self, mode: str) -> None:
+        assert mode in LIES or mode == "honest", mode
         self.mode = mode
         self.batches: dict[str, dict[str, Any]] = {}
 
@@ -93,45 +94,166 @@ class WrongServer:
                 break
         path = scope["path"]
         if path == wire.CREATE_PATH:
-            req = orjson.loads(body)
-            batch_id = f"batch_wrong{len(self.batches)}"
-            self.batches[batch_id] = {"n": req["runCount"], "seen": set()}
-            return await _answer(send, 202, {"id": batch_id, "runCount": req["runCount"],
-                                             "isCached": False})
+            return await self._create(send, orjson.loads(body))
         batch_id = path.split("/")[4]
         batch = self.batches[batch_id]
         if scope["method"] == "GET":
-            runs = [f"run_{i}" for i in sorted(batch["seen"]) if i != 0]
-            return await _answer(send, 200, {"id": batch_id, "status": "COMPLETED",
-                                             "runCount": batch["n"], "runs": runs,
-                                             "processing": {"errors": []}})
+            return await self._retrieve(send, batch_id, batch)
+        batch["streams"] += 1
+        status, answer = self._stream(batch_id, batch, body, batch["streams"])
+        await _answer(send, status, answer)
+
+    async def _create(self, send: Any, req: dict[str, Any]) -> None:
+        n = req["runCount"]
+        batch_id = f"batch_wrong{len(self.batches)}"
+        self.batches[batch_id] = {"n": n, "seen": set(), "streams": 0}
+        if self.mode == "cached_without_key":  # the client sent no idempotency key
+            return await _answer(send, 200, {"id": batch_id, "runCount": n, "isCached": True})
+        said = n + 1 if self.mode == "create_run_count" else n
+        await _answer(send, 202, {"id": batch_id, "runCount": said, "isCached": False})
+
+    async def _retrieve(self, send: Any, batch_id: str, batch: dict[str, Any]) -> None:
+        mode = self.mode
+        if mode == "retrieve_error":
+            return await _answer(send, 500, {"error": "retrieve broke"},
+                                 [(b"x-should-retry", b"false")])
+        runs: Any = [f"run_{i}" for i in sorted(batch["seen"])]
+        errors: list[dict[str, Any]] = []
+        if mode in ("lie_sealed", "too_large_error"):
+            runs = runs[1:]
+        if mode == "too_large_error":
+            errors = [{"index": 0, "taskIdentifier": "loadkit-task", "error": "too large",
+                       "errorCode": wire.PAYLOAD_TOO_LARGE}]
+        if mode == "duplicate_run":
+            runs[1] = runs[0]
+        if mode == "retrieve_malformed":
+            runs = "all of them"
+        await _answer(send, 200, {"id": batch_id, "status": "COMPLETED", "runCount": batch["n"],
+                                  "runs": runs, "processing": {"errors": errors}})
+
+    def _stream(self, batch_id: str, batch: dict[str, Any], body: bytes,
+                attempt: int) -> tuple[int, Any]:
+        """One stream request's (status, answer): the honest one, then this mode's lie."""
+        mode = self.mode
+        n = batch["n"]
+        if (mode, attempt) in (("count_after_503", 1), ("total_after_503", 2)):
+            return 503, {"error": "unavailable"}  # nothing read, nothing enqueued
+        if (mode, attempt) in (("reject_clean", 1), ("reject_retry", 2)):
+            return 422, {"error": "Invalid item at index 0: refused for no reason"}
         accepted = dedup = 0
-        for line in body.splitlines():
+        for number, line in enumerate(body.split(b"\n"), start=1):
             if not line.strip():
                 continue
-            index = orjson.loads(line)["index"]
-            if self.mode == "lose" and index % 10 == 0:
+            try:
+                index = orjson.loads(line)["index"]
+            except orjson.JSONDecodeError:
+                if mode == "lenient":
+                    continue
+                said = number + 1 if mode == "wrong_message" else number
+                return (422 if mode == "wrong_status" else 400,
+                        {"error": f"Invalid JSON at line {said}: Unexpected end of JSON input"})
+            if mode == "lose" and index % 10 == 0:
                 continue
-            if index in batch["seen"] and self.mode != "double_count":
+            if index in batch["seen"] and mode != "double_count":
                 dedup += 1
                 continue
             batch["seen"].add(index)
             accepted += 1
-        n = batch["n"]
-        if self.mode == "lie_sealed":
-            return await _answer(send, 200, wire.stream_response(
-                batch_id, items_accepted=n, items_deduplicated=0, sealed=True, run_count=n))
-        sealed = len(batch["seen"]) == n
-        return await _answer(send, 200, wire.stream_response(
+        if mode == "lie_sealed":
+            return 200, wire.stream_response(batch_id, items_accepted=n, items_deduplicated=0,
+                                              sealed=True, run_count=n)
+        enqueued = len(batch["seen"])
+        sealed = enqueued == n
+        answer = wire.stream_response(
             batch_id, items_accepted=accepted, items_deduplicated=dedup, sealed=sealed,
-            run_count=n, enqueued_count=len(batch["seen"]), expected_count=n))
+            run_count=n, enqueued_count=enqueued, expected_count=n)
+        lie = _STREAM_LIES.get((mode, attempt)) or _STREAM_LIES.get((mode, 0))
+        if lie is not None:
+            lie(answer)
+        return 200, answer
 
 
-async def _answer(send: Any, status: int, body: Any) -> None:
+def _shift(answer: dict[str, Any], accepted: int, dedup: int) -> None:
+    answer["itemsAccepted"] += accepted
+    answer["itemsDeduplicated"] += dedup
+
+
+def _unseal(answer: dict[str, Any], enqueued: bool) -> None:
+    """A complete batch's answer as ``sealed: false`` (with ``enqueuedCount`` or without)."""
+    if answer["sealed"]:
+        answer.update(sealed=False, expectedCount=answer["runCount"])
+        if enqueued:
+            answer["enqueuedCount"] = answer["runCount"]
+
+
+def _bump(answer: dict[str, Any], field: str) -> None:
+    if field in answer:
+        answer[field] += 1
+
+
+_STREAM_LIES: dict[tuple[str, int], Callable[[dict[str, Any]], None]] = {
+    # (mode, attempt; 0: every attempt) -> how that 200 answer lies
+    ("wrong_id", 0): lambda a: a.update(id="batch_someoneelse"),
+    ("sealed_run_count", 0): lambda a: _bump(a, "runCount") if a["sealed"] else None,
+    ("expected_count", 0): lambda a: _bump(a, "expectedCount"),
+    ("enqueued_count", 0): lambda a: _bump(a, "enqueuedCount"),
+    ("shifted_accepted", 1): lambda a: _shift(a, -1, 0),
+    ("shifted_accepted", 2): lambda a: _shift(a, 1, -1),
+    ("first_dedup", 1): lambda a: _shift(a, 0, 1),
+    ("late_seal", 1): lambda a: _unseal(a, enqueued=False),
+    ("retry_accepted", 2): lambda a: _shift(a, -1, 1),
+    ("retry_dedup", 2): lambda a: _shift(a, 0, 1),
+    ("retry_unsealed", 2): lambda a: _unseal(a, enqueued=True),
+    ("count_after_503", 2): lambda a: _shift(a, 0, 1),
+    ("total_after_503", 3): lambda a: _shift(a, 1, -1),
+}
+
+LIES = {
+    "lose": "forgets every item whose index is a multiple of 10 and answers honestly about "
+            "what it kept (the batch never seals)",
+    "double_count": "counts a duplicate line as accepted again (itemsDeduplicated stays 0)",
+    "lie_sealed": "answers sealed: true with every item accepted; its retrieve answer lacks "
+                  "the run of index 0",
+    "create_run_count": "the create answer's runCount is one more than asked",
+    "cached_without_key": "the create answers isCached: true to a create without an "
+                          "idempotency key",
+    "wrong_id": "stream answers carry another batch's id",
+    "sealed_run_count": "a sealed answer's runCount is one more than the batch's",
+    "expected_count": "a not-sealed answer's expectedCount is one more than runCount",
+    "enqueued_count": "a not-sealed answer's enqueuedCount is one more than enqueued",
+    "shifted_accepted": "the first answer reports one accepted item fewer, the second one "
+                        "more (the sum stays right)",
+    "first_dedup": "the first answer's itemsDeduplicated is one more",
+    "late_seal": "answers a complete first stream sealed: false (expectedCount, no "
+                 "enqueuedCount), then seals on the resend",
+    "lenient": "skips a line that is not JSON and answers 200 (a 400 was expected)",
+    "wrong_message": "answers a line that is not JSON with a 400 naming the next line",
+    "wrong_status": "answers a line that is not JSON with 422 instead of 400",
+    "reject_clean": "answers the first stream of clean lines 422",
+    "reject_retry": "answers the second stream (a clean resend) 422",
+    "retry_accepted": "the second answer reports one accepted item as deduplicated",
+    "retry_dedup": "the second answer's itemsDeduplicated is one more",
+    "retry_unsealed": "answers the second stream sealed: false though it completed the batch "
+                      "(enqueuedCount = expectedCount = runCount), then seals on the third",
+    "count_after_503": "answers the first stream 503, then the second's itemsDeduplicated is "
+                       "one more than it deduplicated",
+    "total_after_503": "answers the second stream 503, then the third reports one "
+                       "deduplicated item as accepted (counted twice over the batch)",
+    "duplicate_run": "its retrieve answer lists the run of index 0 twice, not the run of 1",
+    "too_large_error": "its retrieve answer puts index 0 in PAYLOAD_TOO_LARGE errors "
+                       "instead of its run (no item was oversized)",
+    "retrieve_malformed": "its retrieve answer's runs is a string, not a Batch's array",
+    "retrieve_error": "its retrieve answers 500",
+}
+"""What each :class:`WrongServer` mode lies about."""
+
+
+async def _answer(send: Any, status: int, body: Any,
+                  headers: list[tuple[bytes, bytes]] | None = None) -> None:
     data = orjson.dumps(body)
     await send({"type": "http.response.start", "status": status,
                 "headers": [(b"content-type", b"application/json"),
-                            (b"content-length", str(len(data)).encode())]})
+                            (b"content-length", str(len(data)).encode()), *(headers or [])]})
     await send({"type": "http.response.body", "body": data})
 
 
