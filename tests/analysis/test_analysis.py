@@ -12,12 +12,17 @@ import pytest
 from loadkit import analysis, thresholds
 from loadkit.analysis import by_task, load_run
 from loadkit.errors import RecordsError
-from loadkit.records import records_table
+from loadkit.records import ARROW_SCHEMA, records_table
 
 
 def approx(x):
     """pytest.approx loose enough for epoch-second rounding (1e-6 relative)."""
     return pytest.approx(x, rel=1e-6, abs=1e-9)
+
+
+def approx_nan(x):
+    """approx() where nan equals nan (a metric without data)."""
+    return pytest.approx(x, rel=1e-6, abs=1e-9, nan_ok=True)
 
 
 def test_load_run_types_and_meta(run_a):
@@ -71,16 +76,51 @@ def test_summary(run_a):
     assert s["mb_per_s"] == approx(0.0645 / 3.2)
 
 
-def test_summary_agrees_with_thresholds(run_a):
-    """Every run metric the thresholds know measures the same as the summary."""
+def by_hand(records) -> dict[str, float]:
+    """The run metrics as the metrics module's table defines them, computed with pandas on
+    the plain record dicts (not with loadkit.metrics, which summary and thresholds share)."""
+    df = pd.DataFrame([r.as_dict() for r in records], columns=list(ARROW_SCHEMA.names))
+    sent = df[df["outcome"] != "dropped"]
+    n, dropped = len(sent), len(df) - len(sent)
+
+    def ratio(part, whole):
+        return part / whole if whole > 0 else math.nan
+
+    duration = sent["ended_at"].max() - sent["started_at"].min() if n else math.nan
+    sealed = int(sent["outcome"].isin(["sealed", "cached"]).sum())
+    failed = int(sent["outcome"].isin(["failed", "not_sealed"]).sum())
+    items, nbytes = sent["items_accepted"].sum(), sent["bytes_sent"].sum()
+    return {
+        "batches": n, "dropped": dropped, "drop_rate": ratio(dropped, len(df)),
+        "cached": int((sent["outcome"] == "cached").sum()), "sealed": sealed,
+        "seal_rate": ratio(sealed, n), "failed": failed, "error_rate": ratio(failed, n),
+        "violations": sent["violations"].sum(),
+        "batches_with_violations": int((sent["violations"] > 0).sum()),
+        "verify_failures": int(sent["verified"].map(lambda v: v is False).sum()),
+        "rate_limited": sent["rate_limited"].sum(),
+        "retries": (sent["attempts"] - 1).clip(lower=0).sum(),
+        "items": items, "items_requested": sent["run_count"].sum(),
+        "items_deduplicated": sent["items_deduplicated"].sum(),
+        "lines": sent["lines_sent"].sum(), "bytes": nbytes, "duration_s": duration,
+        "batches_per_s": ratio(n, duration), "items_per_s": ratio(items, duration),
+        "bytes_per_s": ratio(nbytes, duration), "mb_per_s": ratio(nbytes / 1e6, duration),
+    }
+
+
+def test_summary_and_thresholds_agree_with_pandas_on_the_records(run_a):
+    """Every run metric of summary() and of the thresholds equals a pandas computation."""
+    from .conftest import _records_a  # noqa: PLC0415
+
+    want = by_hand(_records_a())
+    assert set(want) == set(thresholds.RUN_METRICS)
     s = run_a.summary()
-    shared = [m for m in thresholds.RUN_METRICS if m in s.index]
-    assert len(shared) >= 12
-    results = thresholds.evaluate([f"{m} >= 0" for m in shared], run_a.batches)
-    for metric, result in zip(shared, results, strict=True):
-        assert result.value == approx(float(s[metric])), metric
+    results = thresholds.evaluate([f"{m} >= 0" for m in thresholds.RUN_METRICS], run_a.batches)
+    for metric, result in zip(thresholds.RUN_METRICS, results, strict=True):
+        assert float(s[metric]) == approx(float(want[metric])), metric
+        assert result.value == approx(float(want[metric])), metric
+    create = pd.DataFrame([r.as_dict() for r in _records_a()])["create_ms"].dropna()
     (p95,) = thresholds.evaluate(["p95(create_ms) >= 0"], run_a.batches)
-    assert p95.value == approx(run_a.latency().loc["create", "p95"])
+    assert p95.value == approx(np.percentile(create.to_numpy(), 95))
 
 
 def test_latency_percentiles(run_a, run_b):
@@ -335,21 +375,22 @@ def _record_sets():
 
 @pytest.mark.parametrize("name", list(_record_sets()))
 @pytest.mark.parametrize("fmt", ["jsonl", "parquet"])
-def test_summary_and_thresholds_share_one_definition(name, fmt, make_run):
-    """summary() and every threshold run metric give the same value on each record set."""
+def test_summary_and_thresholds_equal_pandas_on_each_record_set(name, fmt, make_run):
+    """summary() and every threshold run metric equal the pandas computation on each record set."""
     records = _record_sets()[name]
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)  # an empty run warns on load
         run = load_run(make_run(name, records, {"run_id": name}, fmt))
+    want = by_hand(records)
     s = run.summary()
     assert tuple(s.index) == thresholds.RUN_METRICS
+    for metric in thresholds.RUN_METRICS:
+        assert float(s[metric]) == approx_nan(float(want[metric])), metric
     table = records_table(records)
     for source in (run.batches, table, records, [r.as_dict() for r in records]):
         results = thresholds.evaluate([f"{m} >= 0" for m in thresholds.RUN_METRICS], source)
         for metric, result in zip(thresholds.RUN_METRICS, results, strict=True):
-            want = float(s[metric])
-            assert result.value == want or (math.isnan(want) and math.isnan(result.value)), (
-                metric)
+            assert result.value == approx_nan(float(want[metric])), metric
     if not records or name == "only_dropped":
         assert math.isnan(s["duration_s"])
         assert s["batches"] == 0
