@@ -44,12 +44,11 @@ def line(index: Any, task: Any = "t", **extra: Any) -> bytes:
     return json.dumps({"index": index, "task": task, "payload": {"n": 1}, **extra}).encode() + b"\n"
 
 
-@pytest.fixture(scope="module")
-def server() -> Iterator[str]:
-    """A reference server with its default knobs, in its own process."""
-    with ReferenceServer(mode="process") as srv:
-        assert srv.url is not None
-        yield srv.url
+@pytest.fixture
+def server(reference_server: ReferenceServer) -> str:
+    """The session's reference server (default knobs, its own process)."""
+    assert reference_server.url is not None
+    return reference_server.url
 
 
 @pytest.fixture
