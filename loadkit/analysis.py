@@ -35,7 +35,7 @@ import warnings
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
@@ -61,6 +61,9 @@ from loadkit.records import (
     torn_tail,
 )
 from loadkit.vocabulary import FAILURE_OUTCOMES, FAULT_KINDS, SUCCESS_OUTCOMES
+
+if TYPE_CHECKING:
+    from loadkit.thresholds import ThresholdCheck
 
 __all__ = [
     "CHUNK_FILES",
@@ -246,6 +249,28 @@ class Run:
 
     def compare(self, other: Run | pd.DataFrame) -> pd.DataFrame:
         return compare(self, other)
+
+    def assert_thresholds(self, *exprs: str) -> ThresholdCheck:
+        """Check threshold expressions over this run's records (``"p95(total_ms) < 500"``,
+        ``"seal_rate >= 0.999"``; each string may hold several separated by ``;``) with
+        :func:`loadkit.thresholds.check_thresholds`, as ``loadkit check`` does.
+
+        Raises :class:`AssertionError` whose message is the thresholds table when any fails;
+        returns the :class:`~loadkit.thresholds.ThresholdCheck` when all pass. A malformed
+        expression raises :class:`~loadkit.errors.ThresholdError`; none at all, too.
+        """
+        __tracebackhide__ = True  # pytest shows the caller's line, not this method's source
+        from loadkit.errors import ThresholdError  # noqa: PLC0415
+        from loadkit.thresholds import check_thresholds, threshold_texts  # noqa: PLC0415
+
+        texts = threshold_texts(list(exprs))
+        if not texts:
+            raise ThresholdError("assert_thresholds() needs at least one expression, e.g. "
+                                 "'p95(total_ms) < 500'")
+        check = check_thresholds(texts, self.batches)
+        if not check.passed:
+            raise AssertionError(check.table)
+        return check
 
 
 def _threshold_lines(run: Run) -> list[Any]:
