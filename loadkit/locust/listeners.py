@@ -20,6 +20,7 @@ from .flags import add_loadkit_flags, parse_given_options
 from .local import LocalRole
 from .master import MasterRole
 from .role import Role, exit_at_start_up
+from .webui import bind_web_ui
 from .worker import WorkerRole
 
 __all__ = ["current_role", "register", "role_for"]
@@ -60,6 +61,7 @@ def _on_init(environment: Any, runner: Any = None, **_kw: Any) -> None:
     environment.events.quitting.add_listener(_on_quitting)
     if runner is not None:
         _role.start(runner)
+    bind_web_ui(environment)
 
 
 def _on_test_start(environment: Any, **_kw: Any) -> None:

@@ -1,7 +1,8 @@
 """Internal: the local runner's role: one process runs the users and owns the run.
 
 Records go straight to the run directory. Each test (Start … Stop) restarts the open model's
-timetable at its own start; the closed model's numbering goes on.
+timetable at its own start; the closed model's numbering goes on. In the web UI each test is
+a run of its own (:meth:`~loadkit.locust.owner.RunOwner.open_test_run`).
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ class LocalRole(RunOwner):
     name = "local"
 
     def on_test_start(self) -> None:
+        self.open_test_run()
         self.schedule.set_plan(Plan(run_id=self.run_id, index=0, count=1, t0=time.time()))
         if self.capacity is not None:
             gevent.spawn(self._sample_cpu)
@@ -35,5 +37,7 @@ class LocalRole(RunOwner):
             gevent.sleep(CPU_EVERY_S)
 
     def on_test_stop(self) -> None:
-        if self.recording is not None:
+        if self.per_test:
+            self.end_test_run()
+        elif self.recording is not None:
             self.recording.flush()

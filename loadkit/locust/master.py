@@ -63,6 +63,7 @@ class MasterRole(RunOwner):
 
     def on_test_start(self) -> None:
         """Give every worker its share: worker i of W takes batches i, i+W, i+2W …"""
+        self.open_test_run()
         self.final_done.clear()
         runner = self.environment.runner
         clients = sorted(runner.clients)
@@ -85,7 +86,10 @@ class MasterRole(RunOwner):
         return super().set_rate(at, rate)
 
     def on_test_stop(self) -> None:
-        self.gather_final()
+        if self.per_test:
+            self.end_test_run()
+        else:
+            self.gather_final()
 
     def gather_final(self, timeout: float | None = None) -> None:
         """Ask every worker for its last records and wait until each has answered.
@@ -118,7 +122,7 @@ class MasterRole(RunOwner):
     # -- messages from the workers ---------------------------------------------------------
 
     def _on_records(self, environment: Any, msg: Any, **_kw: Any) -> None:
-        rows = msg.data or []
+        rows = self._current(msg.data or [])
         for row in rows:
             row["run_id"] = self.run_id
         self.take(rows)
@@ -126,10 +130,21 @@ class MasterRole(RunOwner):
             self.watch_auth(row.get("error_kind"), row.get("outcome"))
 
     def _on_chunks(self, environment: Any, msg: Any, **_kw: Any) -> None:
-        rows = msg.data or []
+        rows = self._current(msg.data or [])
         for row in rows:
             row["run_id"] = self.run_id
         self.add_chunks(rows)
+
+    def _current(self, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """``rows`` without those of a run that has already ended (a worker's late send
+        after its test's run closed): they belong to no open run."""
+        if not self.ended_runs:
+            return rows
+        kept = [r for r in rows if r.get("run_id") not in self.ended_runs]
+        if len(kept) < len(rows):
+            log.warning("loadkit: %d records of an ended run arrived late; not taken",
+                        len(rows) - len(kept))
+        return kept
 
     def _on_final_done(self, environment: Any, msg: Any, **_kw: Any) -> None:
         self.final_done.add(msg.node_id)

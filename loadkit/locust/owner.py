@@ -5,8 +5,11 @@ reference server started in its own process), creates the run directory and open
 records (:class:`~loadkit.locust.recording.Recording`); at the end it closes them, writes
 Parquet and run.json, checks the thresholds and sets the exit code. Setting up and closing
 the run (:meth:`RunOwner.begin_run`, :meth:`RunOwner.finish_run`) are separate from the
-process's own start and quit, so that a run could one day be one test rather than one
-process.
+process's own start and quit: with ``--headless`` the run is the process's one test; in the
+web UI every test (Start … Stop) is a run of its own, with its own id, directory, Parquet,
+run.json and thresholds, all written when the test stops (:meth:`RunOwner.open_test_run`,
+:meth:`RunOwner.end_test_run`), while the web UI's loadkit tab shows it live
+(:mod:`loadkit.locust.webui`).
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ from typing import TYPE_CHECKING, Any, NoReturn
 from urllib.parse import urlsplit, urlunsplit
 
 import gevent
+import gevent.event
 import numpy as np
 from locust import __version__ as locust_version
 
@@ -38,7 +42,10 @@ from .role import Role, exit_at_start_up
 from .schedule import Plan
 
 if TYPE_CHECKING:
+    from loadkit.live import LiveRun
     from loadkit.server import ReferenceServer
+
+    from .webui import WebTab
 
 __all__ = ["DEFAULT_STOP_TIMEOUT", "RunOwner"]
 
@@ -63,6 +70,22 @@ class RunOwner(Role):
         """The capacity search, when ``--capacity true``."""
         self.cpu = CpuSamples()
         """The load generators' CPU (this process's own users, or the workers')."""
+        self.tab: WebTab | None = None
+        """loadkit's tab and routes in locust's web UI (None when headless)."""
+        self.live: LiveRun | None = None
+        """The current run's figures for the web UI's tab."""
+        self.ended_runs: set[str] = set()
+        """Runs of this process that have ended (late records of theirs are not taken)."""
+        self._idle = gevent.event.Event()
+        self._idle.set()
+        self._tests = 0
+
+    @property
+    def per_test(self) -> bool:
+        """Each test is a run of its own: the web UI starts and stops them."""
+        parsed = self.environment.parsed_options
+        return parsed is not None and not parsed.headless and \
+            getattr(self.environment, "web_ui", None) is not None
 
     # -- start ----------------------------------------------------------------------------
 
@@ -73,10 +96,15 @@ class RunOwner(Role):
         if host and not self.secret_key:
             self.fatal("a target is given (--host / TRIGGER_API_URL) but TRIGGER_SECRET_KEY "
                        "is not set; export the secret key of the environment to load-test")
-        run_id = self.options.run.run_id or new_run_id()
+        results = self.options.run.results_dir
         try:
-            run_dir = rec.create_run_dir(self.options.run.results_dir, run_id)
-        except RecordsError as exc:
+            if self.per_test:  # the runs come with the tests: prove the folder writable now
+                probe = rec.create_run_dir(results, f".probe-{os.getpid()}")
+                probe.rmdir()
+            else:
+                run_id = self.options.run.run_id or new_run_id()
+                run_dir = rec.create_run_dir(results, run_id)
+        except (RecordsError, OSError) as exc:
             self.fatal(str(exc))
         if not host:
             host = self._start_server()
@@ -84,7 +112,12 @@ class RunOwner(Role):
         self.target = host
         if not env.stop_timeout:
             env.stop_timeout = DEFAULT_STOP_TIMEOUT
-        self.begin_run(run_id, run_dir)
+        if self.per_test:
+            from .webui import install  # noqa: PLC0415
+
+            self.tab = install(self)
+        else:
+            self.begin_run(run_id, run_dir)
 
     def register_messages(self, runner: Any) -> None:
         """Register the custom messages this role answers (none for a local runner)."""
@@ -124,7 +157,66 @@ class RunOwner(Role):
             self.capacity = CapacityController(self, self.options.capacity,
                                                float(sizes.mean()),
                                                distributed=self.name == "master")
+        if self.tab is not None:
+            from loadkit.live import LiveRun  # noqa: PLC0415
+
+            self.live = LiveRun(run_id, run_dir, thresholds=self.options.run.thresholds)
+            self.tab.run_started(self.live)
         sys.stderr.write(f"loadkit: run {run_id}: records in {run_dir}\n")
+
+    def open_test_run(self) -> None:
+        """Web UI: a test starts, and with it a run of its own (after the last one closed).
+
+        The embedded server's counters start again from zero, so that the run's run.json
+        holds its own. A folder that cannot be made stops the test with one line."""
+        if not self.per_test:
+            return
+        self._idle.wait()
+        self._tests += 1
+        given = self.options.run.run_id
+        run_id = (given if self._tests == 1 else f"{given}-{self._tests}") if given \
+            else new_run_id()
+        try:
+            run_dir = rec.create_run_dir(self.options.run.results_dir, run_id)
+        except RecordsError as exc:
+            log.error("loadkit: %s; the test is stopped", exc)
+            gevent.spawn(self.environment.runner.stop)
+            return
+        if self.server is not None:
+            try:
+                self.server.reset_stats()
+            except Exception as exc:  # the run goes on; its server counters say so
+                log.warning("loadkit: could not reset the reference server's counters: %s",
+                            exc)
+        self.capacity = None
+        self.aborted = None
+        self._idle.clear()
+        self.begin_run(run_id, run_dir)
+
+    def end_test_run(self) -> None:
+        """Web UI: the test stopped: close its run (Parquet, run.json, thresholds, summary)."""
+        if not self.per_test or self.recording is None or self.recording.finished:
+            return
+        try:
+            self.close_run()
+            self.recording.print_summary()
+        finally:
+            self._idle.set()
+
+    def close_run(self) -> None:
+        """Close the current run: the capacity search's answer, the last records, the
+        files; the process's exit code becomes the run's."""
+        assert self.recording is not None
+        if self.capacity is not None:
+            self.capacity.finish()
+        self.gather_final()
+        code = self.finish_run()
+        if self.run_id is not None:
+            self.ended_runs.add(self.run_id)
+        if self.tab is not None and self.live is not None:
+            self.tab.run_ended(self.live)
+        if code is not None:
+            self.environment.process_exit_code = code
 
     @property
     def run_dir(self) -> Path | None:
@@ -177,6 +269,8 @@ class RunOwner(Role):
         shown to the capacity search."""
         if self.recording is not None:
             self.recording.write(rows)
+        if self.live is not None:
+            self.live.add(rows)
         if self.capacity is not None:
             self.capacity.observe(rows)
 
@@ -199,15 +293,12 @@ class RunOwner(Role):
     # -- the end --------------------------------------------------------------------------
 
     def on_quitting(self) -> None:
-        if self.recording is None or self.recording.finished:
-            return
-        if self.capacity is not None:
-            self.capacity.finish()
-        self.gather_final()
-        code = self.finish_run()
+        if self.recording is not None and not self.recording.finished:
+            if self.per_test:
+                self.end_test_run()
+            else:
+                self.close_run()
         self._stop_server()
-        if code is not None:
-            self.environment.process_exit_code = code
 
     def gather_final(self) -> None:
         """Wait for records still on their way (a master's workers); none for a local run."""
