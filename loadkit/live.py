@@ -22,6 +22,7 @@ import pyarrow as pa
 
 from loadkit import humanize as hz
 from loadkit.records import ARROW_SCHEMA
+from loadkit.summary import ThresholdLine, threshold_value
 
 __all__ = ["MIN_REFRESH_S", "NOW_WINDOW_S", "LiveRun", "tab_rows"]
 
@@ -175,7 +176,7 @@ def tab_rows(snap: Mapping[str, Any] | None) -> list[dict[str, str]]:
         value = snap.get(key)
         return math.nan if value is None else value
 
-    batches = int(v("batches") or 0)
+    batches = int(snap.get("batches") or 0)
     verdicts = snap.get("thresholds") or []
     failed = [t for t in verdicts if not t["passed"]]
     if verdicts:
@@ -205,8 +206,9 @@ def tab_rows(snap: Mapping[str, Any] | None) -> list[dict[str, str]]:
                      f"failed {hz.count(v('failed'))} · retries {hz.count(v('retries'))}"),
     ]
     for t in verdicts:
-        value = "no data" if t["value"] is None else hz.number(t["value"], 4)
-        rows.append((f"{'✓' if t['passed'] else '✗'} {t['threshold']}", value))
+        line = ThresholdLine(t["threshold"], math.nan if t["value"] is None else t["value"],
+                             t["passed"])
+        rows.append((f"{'✓' if t['passed'] else '✗'} {t['threshold']}", threshold_value(line)))
     rows.append(("records", snap.get("run_dir") or ""))
     rows.append(("report", snap.get("report_url") or "when the test stops"))
     return [{"figure": k, "value": val} for k, val in rows]

@@ -33,7 +33,7 @@ from loadkit.metrics import RecordColumns, run_metrics
 from loadkit.vocabulary import Outcome
 
 __all__ = ["MAX_LINES", "MODES", "Figures", "ThresholdLine", "figures", "summary_text",
-           "threshold_lines"]
+           "threshold_lines", "threshold_value"]
 
 MODES = ("none", "short", "full")
 """``--summary`` choices: nothing, a few lines, the whole block."""
@@ -144,7 +144,8 @@ def _header(meta: dict[str, Any], f: Figures) -> str:
     return "loadkit summary  " + "  ·  ".join(parts)
 
 
-def _threshold_value(line: ThresholdLine) -> str:
+def threshold_value(line: ThresholdLine) -> str:
+    """A threshold's measured value as the summary shows it (ms for a ``_ms`` field)."""
     text = hz.number(line.value, 4) if not math.isnan(line.value) else "no data"
     metric = line.text.split()[0]
     if metric.endswith("_ms)") and text != "no data":
@@ -163,7 +164,7 @@ def _threshold_lines(lines: Sequence[ThresholdLine], room: int, *,
         ordered = ordered[:failed]
     width = max((len(t.text) for t in ordered), default=0)
     shown = ordered if len(ordered) <= room else ordered[:max(room - 1, 0)]
-    out = [head] + [f"    {'✓' if t.passed else '✗'} {t.text.ljust(width)}  {_threshold_value(t)}"
+    out = [head] + [f"    {'✓' if t.passed else '✗'} {t.text.ljust(width)}  {threshold_value(t)}"
                     for t in shown]
     if len(shown) < len(ordered):
         rest = ordered[len(shown):]
