@@ -561,6 +561,8 @@ def _cmd_export(args: argparse.Namespace) -> int:
 
 _SEND_GROUPS = {"spec": "batch spec", "client": "client and retries"}
 """Run-option groups ``loadkit send`` takes: the same flags, defaults and parser as locust's."""
+_SEND_RUN = ("tag_runs", "run_id")
+"""The run options ``loadkit send`` takes too: its items' tags name the run id."""
 
 
 def _add_send(subparsers: argparse._SubParsersAction) -> None:
@@ -575,6 +577,9 @@ def _add_send(subparsers: argparse._SubParsersAction) -> None:
         "comes from $TRIGGER_SECRET_KEY (never a flag: command lines are visible to other "
         "users). The batch spec, client and retry flags are the run options of locust and "
         "loadkit.run() (`loadkit options --group spec|client`), parsed by the same function. "
+        "Against a target other than that server, the items carry the tags loadkit and "
+        "loadkit:<run id> (--tag-runs false: none; the run id is in the JSON, for `loadkit "
+        "cleanup` or the dashboard). "
         "Exit code 0 when the batch sealed (or was cached) without violations, else 1.",
     )
     p.add_argument("--url", default=None, help="the API's base URL (default $TRIGGER_API_URL, "
@@ -583,6 +588,7 @@ def _add_send(subparsers: argparse._SubParsersAction) -> None:
                    help="which batch of the spec to send (default 0)")
     for group, title in _SEND_GROUPS.items():
         add_flags(p.add_argument_group(title), (o for o in OPTIONS if o.group == group))
+    add_flags(p.add_argument_group("tags"), (o for o in OPTIONS if o.name in _SEND_RUN))
     p.set_defaults(func=_cmd_send)
 
 
@@ -593,15 +599,17 @@ def _cmd_send(args: argparse.Namespace) -> int:
     import orjson  # noqa: PLC0415
 
     from loadkit._parse import parse_int  # noqa: PLC0415
-    from loadkit.options import OPTIONS, parse_options  # noqa: PLC0415
+    from loadkit.options import OPTIONS, new_run_id, parse_options  # noqa: PLC0415
     from loadkit.server import ReferenceServer  # noqa: PLC0415
 
     opts = parse_options(**{o.name: getattr(args, o.name) for o in OPTIONS
-                            if o.group in _SEND_GROUPS})
+                            if o.group in _SEND_GROUPS or o.name in _SEND_RUN})
     seq = parse_int("seq", args.seq, 0)
-    spec, client_options = opts.spec, opts.client
-    batch = spec.batch(seq)
+    client_options = opts.client
     url = args.url or os.environ.get("TRIGGER_API_URL")
+    run_id = opts.run.run_id or new_run_id()
+    spec = opts.spec_for(run_id, embedded=not url)
+    batch = spec.batch(seq)
     key = None
     with contextlib.ExitStack() as stack:
         if not url:
@@ -613,7 +621,9 @@ def _cmd_send(args: argparse.Namespace) -> int:
                   f"{url}", file=sys.stderr)
         client = stack.enter_context(client_options.make_client(url, key, spec.chunk_bytes))
         result = client.send(batch)
-    out = {"target": url, "spec": spec.as_settings(),
+    out = {"target": url, "run_id": run_id,
+           "tags": list(spec.options.run_tags) if spec.options.run_tags else [],
+           "spec": spec.as_settings(),
            "retry": client_options.retry.as_settings(),
            **result.as_dict(chunk_timings=client_options.keep_chunk_timings)}
     sys.stdout.write(orjson.dumps(out, option=orjson.OPT_INDENT_2, default=str).decode() + "\n")

@@ -7,7 +7,7 @@ import os
 import subprocess
 import sys
 
-from .conftest import KEY
+from .conftest import KEY, ThreadedASGI, WrongServer
 
 
 def _send(*argv: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
@@ -53,3 +53,37 @@ def test_send_failure_exits_1_and_bad_flag_exits_2(server):
     bad = _send("--retry-resend", "some")
     assert bad.returncode == 2
     assert "resend" in bad.stderr
+
+
+class _Capture(WrongServer):
+    """An honest batch API that keeps every stream body it was sent."""
+
+    def __init__(self) -> None:
+        super().__init__("honest")
+        self.bodies: list[bytes] = []
+
+    def _stream(self, batch_id, batch, body, attempt):
+        self.bodies.append(body)
+        return super()._stream(batch_id, batch, body, attempt)
+
+
+def test_send_to_a_real_target_tags_every_item_with_its_run():
+    """Every item sent to a target carries loadkit and loadkit:<run id>, the id in the JSON;
+    --tag-runs false sends none."""
+    capture = _Capture()
+    with ThreadedASGI(capture) as srv:
+        proc = _send("--url", srv.url, "--items", "25", "--run-id", "send-check",
+                     env={"TRIGGER_SECRET_KEY": KEY})
+        assert proc.returncode == 0, proc.stderr
+        out = json.loads(proc.stdout)
+        assert out["run_id"] == "send-check"
+        assert out["tags"] == ["loadkit", "loadkit:send-check"]
+        items = [json.loads(line) for line in capture.bodies[0].splitlines() if line]
+        assert len(items) == 25
+        assert all(i["options"]["tags"][:2] == ["loadkit", "loadkit:send-check"] for i in items)
+        proc = _send("--url", srv.url, "--items", "5", "--tag-runs", "false",
+                     env={"TRIGGER_SECRET_KEY": KEY})
+        assert proc.returncode == 0, proc.stderr
+        assert json.loads(proc.stdout)["tags"] == []
+        items = [json.loads(line) for line in capture.bodies[1].splitlines() if line]
+        assert not any("tags" in i.get("options", {}) for i in items)
