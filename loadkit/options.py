@@ -244,16 +244,32 @@ help, kind. ``loadkit serve`` makes one flag of each; the embedded-server run op
 :data:`EMBEDDED_KNOBS` among them, prefixed ``server_``."""
 
 EMBEDDED_KNOBS = tuple(k for k in SERVER_KNOBS if k.name not in (
-    "host", "port", "secret_keys", "max_items", "item_max_bytes", "access_log"))
-"""Knobs an embedded run exposes: host, port and key are chosen by the run itself, and
+    "port", "secret_keys", "max_items", "item_max_bytes", "access_log"))
+"""Knobs an embedded run exposes: port and key are chosen by the run itself, and
 max_items / item_max_bytes come from the spec settings of the same name (one number for
-both sides)."""
+both sides). ``host`` is ``--server-bind``: the address the embedded server listens on
+(127.0.0.1 unless given), which workers on other hosts must reach."""
+
+_EMBEDDED_NAMES = {"host": "server_bind"}
+"""Run-option names of embedded knobs that are not ``server_`` + the knob's name."""
+_EMBEDDED_HELP = {"host": "address the embedded server listens on and hands to the workers "
+                  "(default 127.0.0.1: this machine only); give one that workers on other "
+                  "hosts reach, never a public one"}
+
+
+def _embedded_name(knob: str) -> str:
+    return _EMBEDDED_NAMES.get(knob, "server_" + knob)
+
 
 _SERVER_DEFS = tuple(
-    dataclasses.replace(k, name="server_" + k.name,
-                        help="embedded reference server (no --host): " + k.help)
+    dataclasses.replace(k, name=_embedded_name(k.name),
+                        help="embedded reference server (no --host): "
+                        + _EMBEDDED_HELP.get(k.name, k.help),
+                        metavar="ADDRESS" if k.name == "host" else k.metavar)
     for k in EMBEDDED_KNOBS
 )
+_KNOB_OF = {_embedded_name(k.name): k.name for k in EMBEDDED_KNOBS}
+"""Run-option name → the server knob it sets."""
 
 OPTIONS: tuple[OptionDef, ...] = (
     *(OptionDef(f.name, f.default, f.help, _SPEC_KINDS.get(f.name, "str"), "spec")
@@ -336,13 +352,13 @@ class RunOptions:
         """The embedded reference server's :class:`~loadkit.server.ServerConfig`."""
         from loadkit.server.config import ServerConfig  # noqa: PLC0415
 
+        knobs = {"host": "127.0.0.1", **self.server}
         return ServerConfig.parse(
-            host="127.0.0.1",
             port=0,
             secret_keys=(secret_key,),
             max_items=self.spec.max_items,
             item_max_bytes=self.spec.item_max_bytes,
-            **self.server,
+            **knobs,
         )
 
     def spec_for(self, run_id: str, embedded: bool) -> BatchSpec:
@@ -418,7 +434,7 @@ def parse_options(**settings: object) -> RunOptions:
         tag_runs=parse_bool("tag_runs", raw["tag_runs"], empty=False),
     )
 
-    server = {o.name.removeprefix("server_"): settings[o.name] for o in _SERVER_DEFS
+    server = {_KNOB_OF[o.name]: settings[o.name] for o in _SERVER_DEFS
               if settings.get(o.name) is not None}
     if server:  # validate now, at start-up, with the same parser the server uses
         from loadkit.server.config import ServerConfig  # noqa: PLC0415
@@ -426,7 +442,7 @@ def parse_options(**settings: object) -> RunOptions:
         try:
             ServerConfig.parse(**server)
         except ConfigError as exc:
-            raise ConfigError("server_" + exc.field, exc.value, exc.expected) from None
+            raise ConfigError(_embedded_name(exc.field), exc.value, exc.expected) from None
 
     text: dict[str, Any] = {**spec.as_settings()}
     text.update(client.as_settings())
@@ -439,7 +455,7 @@ def parse_options(**settings: object) -> RunOptions:
         baseline=str(run.baseline) if run.baseline is not None else None,
         summary=run.summary, tag_runs=run.tag_runs,
     )
-    text.update({"server_" + k: str(v) for k, v in server.items()})
+    text.update({_embedded_name(k): str(v) for k, v in server.items()})
     capacity = None
     if run.capacity:
         if run.arrival_rate > 0:
