@@ -63,10 +63,11 @@ def _flags(parser, command):
 
 
 def test_send_takes_the_spec_and_client_run_options_with_their_defaults():
-    """`loadkit send` declares every spec and client option as locust does, same defaults."""
+    """`loadkit send` declares every spec and client option as locust does (and the run's id
+    and tagging), same defaults."""
     flags = _flags(build_parser(), "send")
     for opt in OPTIONS:
-        if opt.group in ("spec", "client"):
+        if opt.group in ("spec", "client") or opt.name in ("run_id", "tag_runs"):
             assert flags.pop(opt.flag) == opt.default, opt.flag
     assert set(flags) == {"-h", "--help", "--url", "--seq"}
 
@@ -103,6 +104,9 @@ def test_serve_flags_and_embedded_options_come_from_the_knobs():
     embedded = [o for o in OPTIONS if o.group == "server"]
     assert embedded
     for opt in embedded:
+        if opt.name == "server_bind":  # the embedded server's host: its own name and help
+            assert by_name["host"].default == opt.default == "127.0.0.1"
+            continue
         knob = by_name[opt.name.removeprefix("server_")]
         assert opt.default == knob.default
         assert opt.help.endswith(knob.help)
