@@ -15,7 +15,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.locust.conftest import clean_env, free_port, locust_argv, run_locust  # noqa: F401
+from tests.locust.conftest import clean_env, locust_argv, run_locust  # noqa: F401
 
 _URL = re.compile(r"listening on (http://\S+)")
 _SPEC = importlib.util.spec_from_file_location(
@@ -28,13 +28,18 @@ _SPEC.loader.exec_module(campaign)
 
 
 class ExternalServer:
-    """``loadkit serve --port P`` in its own process, killed and restarted on the same port."""
+    """``loadkit serve`` in its own process, killed and restarted on the same port.
+
+    The first start binds port 0 and reads the port the server got from its listening line
+    (no port picked free, released, then taken again); a restart must reuse that port, as
+    the run's clients hold its URL.
+    """
 
     def __init__(self, key: str, *flags: str) -> None:
         self.key = key
         self.flags = flags
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
+        self.port = 0
+        self.url = ""
         self.proc: subprocess.Popen[str] | None = None
 
     def start(self, timeout: float = 30.0) -> None:
@@ -48,7 +53,9 @@ class ExternalServer:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             line = self.proc.stdout.readline()
-            if _URL.search(line):
+            if m := _URL.search(line):
+                self.url = m.group(1)
+                self.port = int(self.url.rsplit(":", 1)[1])
                 return
             if not line and self.proc.poll() is not None:
                 break

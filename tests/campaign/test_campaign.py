@@ -11,13 +11,15 @@ from collections import Counter
 
 import pytest
 
-from loadkit.records import RECORDS_PARQUET, read_records, read_run_meta
+from loadkit.records import RECORDS_PARQUET, read_jsonl, read_records, read_run_meta
 from tests.campaign.conftest import campaign, clean_env
 from tests.locust.conftest import master_and_workers
 
 pytestmark = pytest.mark.slow
 
 KEY = "tr_dev_Campaign_Key_5e1b77d0"
+OUTAGE_S = 2.0
+"""How long the killed server stays down before it is started again on its port."""
 
 
 def batch_requests(stats_json) -> int:
@@ -78,10 +80,16 @@ def test_server_killed_and_restarted_mid_run(run_locust, external_server, tmp_pa
     times: dict[str, float] = {}
 
     def outage() -> None:
-        time.sleep(4)
+        # the kill waits for the run to be under way (batches sealed), however slowly locust
+        # starts; the outage itself lasts OUTAGE_S: its length is the scenario, not a wait
+        deadline = time.monotonic() + 60
+        while server.stats()["batches_sealed"] < 10:
+            if time.monotonic() > deadline:
+                return
+            time.sleep(0.05)
         times["killed"] = time.time()
         server.kill()
-        time.sleep(2)
+        time.sleep(OUTAGE_S)
         server.start()
         times["restarted"] = time.time()
 
@@ -93,6 +101,7 @@ def test_server_killed_and_restarted_mid_run(run_locust, external_server, tmp_pa
                      "--retry-create-base-delay", "0.3", "--retry-create-attempts", "15",
                      env=clean_env(TRIGGER_SECRET_KEY=KEY), timeout=120)
     thread.join()
+    assert "restarted" in times, f"no 10 batches sealed within 60 s:\n{run.output[-3000:]}"
     assert "Traceback" not in run.output
     assert run.returncode in (0, 1), run.output[-3000:]  # 1: locust counts the failures
     run_dir = run.run_dir
@@ -132,13 +141,13 @@ def test_worker_killed_mid_run_master_records_stay_complete(tmp_path):
         master, *workers = procs
         deadline = time.monotonic() + 30
         jsonl = None
-        while time.monotonic() < deadline and jsonl is None:
+        while time.monotonic() < deadline:  # both workers' records have reached the master
             found = list((tmp_path / "results").glob("*/records.jsonl"))
-            if found and found[0].stat().st_size > 0:
+            if found and len({r["worker_id"] for r in read_jsonl(found[0])}) == 2:
                 jsonl = found[0]
-            time.sleep(0.2)
-        assert jsonl is not None, "no records within 30 s"
-        time.sleep(2)
+                break
+            time.sleep(0.1)
+        assert jsonl is not None, "no records of both workers within 30 s"
         os.killpg(workers[0].pid, signal.SIGKILL)
         killed_at = time.time()
         outs = [p.communicate(timeout=90) for p in procs]

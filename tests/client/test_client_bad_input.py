@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import socket
+from collections.abc import Iterator
 
 import pytest
 
@@ -16,10 +17,14 @@ BATCH = BatchSpec.parse(items="50").batch(0)
 CREATED = raw_answer(202, b'{"id":"batch_canned","runCount":50,"isCached":false}')
 
 
-def _free_port() -> int:
+@pytest.fixture
+def closed_port() -> Iterator[int]:
+    """A loopback port bound by this test and never listened on: a connect there is refused,
+    and no other process can take the port while the test runs (a port picked free and
+    released could be)."""
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+        yield s.getsockname()[1]
 
 
 def _failed(result, kind, cls):
@@ -49,9 +54,9 @@ def test_wrong_key_is_an_auth_error(server, make_client):
     assert result.create_attempts == 1
 
 
-def test_wrong_port_is_a_connect_error(make_client):
+def test_wrong_port_is_a_connect_error(make_client, closed_port):
     """Nothing listening: a connect error after the create retries."""
-    result = make_client(f"http://127.0.0.1:{_free_port()}").send(BATCH)
+    result = make_client(f"http://127.0.0.1:{closed_port}").send(BATCH)
     _failed(result, "connect", ConnectError)
     assert result.create_attempts == FAST.create_attempts
     assert "check the URL" in str(result.error)

@@ -52,6 +52,9 @@ def clean_env(**extra: str) -> dict[str, str]:
 
 
 def free_port() -> int:
+    """A loopback port free now, for locust's master (ZMQ) port only: the master could bind
+    port 0 but never says which port it got, and its workers must be told the port, so it is
+    picked here, released, then bound by the master (everything else binds port 0 itself)."""
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]

@@ -62,11 +62,13 @@ def planted_server():
         yield server
 
 
-def _closed_port() -> int:
-    """A loopback port nothing listens on (bound, then released)."""
+@pytest.fixture
+def closed_port():
+    """A loopback port nothing listens on, held bound by this test (never listened on) so
+    that a connect is refused and no other process takes it meanwhile."""
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+        yield sock.getsockname()[1]
 
 
 @pytest.mark.slow
@@ -213,10 +215,10 @@ def test_bad_marker_knob_is_a_usage_error(pytester, knobs, named):
 
 
 @pytest.mark.parametrize("via", ["--loadkit-host", "TRIGGER_API_URL"])
-def test_unreachable_target_is_an_error_of_one_line(pytester, monkeypatch, via):
+def test_unreachable_target_is_an_error_of_one_line(pytester, monkeypatch, via, closed_port):
     """An unreachable target: each load test errors at setup (not fails) with one line naming
     the target; the key never appears; a test without loadkit_run still passes."""
-    host = f"http://127.0.0.1:{_closed_port()}"
+    host = f"http://127.0.0.1:{closed_port}"
     monkeypatch.setenv("TRIGGER_SECRET_KEY", PLANTED_KEY)
     args: tuple[str, ...] = ()
     if via == "TRIGGER_API_URL":

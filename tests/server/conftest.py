@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
-from typing import Any
+import time
+from collections.abc import Callable, Iterable, Iterator
+from typing import Any, TypeVar
 
 import httpx
 import pytest
@@ -13,6 +14,21 @@ from loadkit.server import ReferenceServer
 
 KEY = wire.DEFAULT_LOCAL_SECRET_KEY
 OTHER_KEY = "tr_dev_other_environment"
+
+T = TypeVar("T")
+
+
+def wait_for(condition: Callable[[], T], what: str, timeout: float = 10.0) -> T:
+    """Poll ``condition`` until it returns something truthy (returned), or fail after
+    ``timeout`` seconds naming ``what`` was awaited: a wait on the fact, never a fixed sleep."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = condition()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            pytest.fail(f"{what}: not within {timeout:g} s")
+        time.sleep(0.02)
 
 
 class Api:

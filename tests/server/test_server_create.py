@@ -121,16 +121,17 @@ def test_replay_is_per_environment(server):
         b.close()
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture
 def limited():
-    """A server with a small token bucket: 10 tokens, 5 back every 2 s."""
+    """A server with a small token bucket: 10 tokens, 5 back every 2 s; a full bucket for each
+    test (a bucket shared by a module made one test fail after another drained it)."""
     with ReferenceServer(mode="thread", rate_limit="10:5/2s") as s:
         yield s
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture
 def limited_ms():
-    """The same bucket, sending x-ratelimit-reset in epoch milliseconds."""
+    """The same bucket, sending x-ratelimit-reset in epoch milliseconds (one per test too)."""
     with ReferenceServer(mode="thread", rate_limit="10:5/2s", rate_limit_reset_unit="ms") as s:
         yield s
 

@@ -14,7 +14,7 @@ from loadkit import wire
 from loadkit.errors import ConfigError
 from loadkit.server import ReferenceServer, ServerConfig
 
-from .conftest import KEY, Api, lines
+from .conftest import KEY, Api, lines, wait_for
 
 
 def _raw_stream_request(
@@ -84,8 +84,9 @@ def test_slow_enqueue_blocks_the_clients_writes():
     assert stats["bytes_read"] < written
     with ReferenceServer(mode="thread", max_items=items) as fast:
         _, sent_fast, blocked_fast = _push(fast, items, seconds=20)
-        time.sleep(0.2)
-        fast_stats = fast.stats()
+        fast_stats = wait_for(  # the app enqueues what the socket took a moment later
+            lambda: (s := fast.stats())["items_enqueued"] >= sent_fast and s,
+            "the fast server enqueues every item written")
     assert not blocked_fast
     assert sent_fast == items
     assert fast_stats["items_enqueued"] == items
@@ -199,10 +200,10 @@ def test_drop_rate_breaks_connections_and_keeps_items_read():
                 partial_batches.append(bid)
         assert dropped == 49  # the replay's count, run once and written down (40 % rate)
         assert s.stats()["injected_drops"] == dropped
-        time.sleep(0.2)
         for bid in partial_batches[:10]:
-            body = api.retrieve(bid).json()
-            assert body["runs"]  # what was read before the drop stays enqueued
+            # what was read before the drop stays enqueued: its runs appear (engine ticks)
+            body = wait_for(lambda bid=bid: (b := api.retrieve(bid).json())["runs"] and b,
+                            f"runs of the items read before {bid}'s drop")
             assert body["status"] != "COMPLETED"  # a dropped stream never seals
 
 
