@@ -133,6 +133,7 @@ def test_unusable_batch_id_is_a_protocol_error(make_client):
 
     from .conftest import Script  # noqa: PLC0415
 
+    # scripted: the reference server's batch ids are always well formed
     script = Script(create=[(202, {"id": "../../etc", "runCount": 50, "isCached": False}, {})])
     client = make_client("http://scripted.test", transport=httpx.MockTransport(script))
     result = client.send(BATCH)

@@ -120,24 +120,45 @@ def _scripted(make_client, script, **kw):
     return make_client("http://scripted.test", transport=httpx.MockTransport(script), **kw)
 
 
-def test_scripted_stream_retry_paths(make_client):
-    """409, 503, 429 (ms reset) and not-sealed answers are retried; the batch seals."""
-    now_ms = int(__import__("time").time() * 1000)
-    script = Script(stream=[(409, {"error": "busy"}, {}), (503, {"error": "down"}, {}),
-                            (429, {"error": "slow"}, {"x-ratelimit-reset": str(now_ms + 30)}),
-                            "seal"])
-    result = _scripted(make_client, script, retry=FAST.replace(attempts=5)).send(
+def test_stream_503s_then_the_api_limiters_429_are_retried_to_a_seal(make_server, make_client):
+    """Ten 503s (a proxy's status) spend the batch's grant; the API limiter's 429 (reset in ms)
+    is waited out; the eleventh stream seals, all through loadkit's own transport."""
+    # seed 2 at error_rate 0.9: the first ten fault draws are errors, the eleventh is not
+    # (replayed with random.Random("faults:2") as test_server_faults does); the 429 stream
+    # draws nothing. The create took the API bucket's only token, back 3 s after it.
+    srv = make_server(error_rate=0.9, error_status=503, seed=2, api_rate_limit="1:1/3s")
+    client = make_client(srv.url, retry=FAST.replace(attempts=12))
+    result = client.send(BatchSpec.parse(items="30").batch(0))
+    assert result.ok, (result.violations, result.error, result.retry_reasons)
+    assert result.retry_reasons == ",".join(["503"] * 10 + ["429"])
+    assert [a.status for a in result.attempts] == [503] * 10 + [429, 200]
+    assert [a.sent for a in result.attempts] == ["first"] + ["unknown_full"] * 11
+    assert result.attempts[0].retry_headers["x-should-retry"] == "true"
+    assert result.attempts[10].rate_limiter == "api"
+    assert result.rate_limited == 1
+    assert result.ratelimit_reset_unit == "ms"
+    assert 0 < result.rate_limit_wait_ms <= 3000
+    stats = srv.stats()
+    assert stats["responses_by_status"] == {"202": 1, "503": 10, "429": 1, "200": 1}
+    assert (stats["injected_errors"], stats["api_rate_limited"]) == (10, 1)
+    rec = result.to_record(run_id="r", worker_id="w", user_id=0)
+    assert (rec.rate_limited, rec.rate_limiter, rec.ratelimit_reset_unit) == (1, "api", "ms")
+
+
+def test_scripted_stream_409_is_retried(make_client):
+    """A stream answered 409 is retried, and the batch seals on the next attempt."""
+    # scripted: the reference server never answers 409 (the SDK retries it, so loadkit does)
+    script = Script(stream=[(409, {"error": "busy"}, {}), "seal"])
+    result = _scripted(make_client, script, retry=FAST.replace(attempts=3)).send(
         BatchSpec.parse(items="30").batch(0))
     assert result.ok, (result.violations, result.error)
-    assert result.retry_reasons == "409,503,429"
-    assert result.ratelimit_reset_unit == "ms"
-    assert result.rate_limited == 1
-    assert [a.sent for a in result.attempts] == ["first", "unknown_full", "unknown_full",
-                                                 "unknown_full"]
+    assert result.retry_reasons == "409"
+    assert [a.sent for a in result.attempts] == ["first", "unknown_full"]
 
 
 def test_scripted_non_retryable_and_exhausted(make_client):
     """404 is not retried; a server that never seals ends not_sealed with a violation each retry."""
+    # scripted: the reference server answers no 404 to a batch it created, and never lies
     batch = BatchSpec.parse(items="10").batch(0)
     result = _scripted(make_client, Script(stream=[(404, {"error": "no"}, {})])).send(batch)
     assert len(result.attempts) == 1
@@ -152,19 +173,61 @@ def test_scripted_non_retryable_and_exhausted(make_client):
     assert {v.name for v in result.violations} >= {"accepted_mismatch", "sealed_mismatch"}
 
 
-def test_scripted_create_retries(make_client):
-    """Create retries 5xx and 429 (retry-after), never 401; counters land on the result."""
-    script = Script(create=[(500, {"error": "x"}, {}), (429, {"error": "rl"},
-                                                        {"retry-after": "0"}),
+def test_create_429_is_retried_and_a_rejected_key_is_not(make_server, make_client):
+    """A create answered 429 by the batch bucket is retried to a 202; a 401 is sent once."""
+    srv = make_server(rate_limit="10:10/500ms", rate_limit_reset_unit="ms")
+    spec = BatchSpec.parse(items="10")
+    client = make_client(srv.url)
+    assert client.send(spec.batch(0)).ok  # the bucket is empty now
+    result = client.send(spec.batch(1))
+    assert result.ok, result.error
+    assert (result.create_attempts, result.rate_limited) == (2, 1)
+    assert result.retry_reasons == "create:429"
+    srv.reset_stats()
+    rejected = make_client(srv.url, key="tr_dev_not_this_servers_key").send(spec.batch(2))
+    assert (rejected.create_attempts, rejected.error_kind) == (1, "auth")
+    assert rejected.attempts == []
+    assert srv.stats()["responses_by_status"] == {"401": 1}  # one request: never retried
+
+
+def test_retried_creates_are_named_in_retry_reasons(make_server, make_client):
+    """Create retries come first in retry_reasons, prefixed 'create:', then the stream's."""
+    # seed 8 at error_rate 0.5: the first stream passes, the second is a 503, the third passes
+    srv = make_server(rate_limit="10:10/500ms", rate_limit_reset_unit="ms", error_rate=0.5,
+                      error_status=503, seed=8)
+    client = make_client(srv.url, retry=FAST.replace(attempts=3))
+    spec = BatchSpec.parse(items="10")
+    assert client.send(spec.batch(0)).retry_reasons == ""  # and the bucket is empty now
+    result = client.send(spec.batch(1))
+    assert result.ok, (result.violations, result.error)
+    assert result.create_attempts == 2
+    assert result.retry_reasons == "create:429,503"
+    rec = result.to_record(run_id="r", worker_id="w", user_id=0)
+    assert rec.retry_reasons == "create:429,503"
+    assert rec.rate_limited == 1
+
+
+def test_scripted_create_connect_error_and_5xx_are_retried(make_client):
+    """A create's connect error, 500 and 503 are retried and named first, prefixed 'create:'."""
+    # scripted: the reference server never answers a create with a 5xx (its injected errors
+    # are the stream's), and a connect error, then an answer, needs a target that comes up
+    # between two attempts
+    script = Script(create=[(500, {"error": "x"}, {}), (503, {"error": "down"}, {}),
                             (202, None, {})])
-    result = _scripted(make_client, script).send(BatchSpec.parse(items="5").batch(0))
-    assert result.ok
-    assert result.create_attempts == 3
-    assert result.rate_limited == 1
-    auth = Script(create=[(401, {"error": "Invalid API key"}, {})])
-    result = _scripted(make_client, auth).send(BatchSpec.parse(items="5").batch(0))
-    assert result.create_attempts == 1
-    assert result.error_kind == "auth"
+    calls = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        calls.append(request.url.path)
+        if len(calls) == 1:
+            raise httpx.ConnectError("connection refused", request=request)
+        return script(request)
+
+    result = _scripted(make_client, handler).send(BatchSpec.parse(items="10").batch(0))
+    assert result.ok, (result.violations, result.error)
+    assert result.create_attempts == 4
+    assert result.retry_reasons == "create:connect,create:500,create:503"
+    rec = result.to_record(run_id="r", worker_id="w", user_id=0)
+    assert rec.retry_reasons == "create:connect,create:500,create:503"
 
 
 @pytest.mark.parametrize("resend", ["full", "missing"])
@@ -222,26 +285,3 @@ def test_reported_send_rate_matches_server_ingest_rate(make_server, make_client)
     result = make_client(srv.url).send(BatchSpec.parse(items="1000", payload_bytes="200").batch(0))
     assert result.ok
     assert result.send_items_per_s == pytest.approx(2000, rel=0.15)
-
-
-def test_retried_creates_are_named_in_retry_reasons(make_client):
-    """Create retries (connect, 503, 429) come first in retry_reasons, prefixed 'create:'."""
-    script = Script(create=[(503, {"error": "down"}, {}),
-                            (429, {"error": "slow"}, {"retry-after": "0"}), (202, None, {})],
-                    stream=[(503, {"error": "down"}, {}), "seal"])
-    calls = []
-
-    def handler(request: httpx.Request) -> httpx.Response:
-        calls.append(request.url.path)
-        if len(calls) == 1:
-            raise httpx.ConnectError("connection refused", request=request)
-        return script(request)
-
-    result = _scripted(make_client, handler, retry=FAST.replace(attempts=3)).send(
-        BatchSpec.parse(items="10").batch(0))
-    assert result.ok, (result.violations, result.error)
-    assert result.create_attempts == 4
-    assert result.retry_reasons == "create:connect,create:503,create:429,503"
-    rec = result.to_record(run_id="r", worker_id="w", user_id=0)
-    assert rec.retry_reasons == "create:connect,create:503,create:429,503"
-    assert rec.rate_limited == 1

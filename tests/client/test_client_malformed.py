@@ -23,6 +23,8 @@ ONCE = FAST.replace(attempts=1, create_attempts=1)
 
 
 def _send(script: Script, **kw: Any):
+    # scripted: wrongly typed answers and junk rate-limit headers are what the reference
+    # server never sends
     kw.setdefault("retry", ONCE)
     with BatchClient("http://target.test", KEY, transport=httpx.MockTransport(script), seed=1,
                      sleep=lambda _s: None, **kw) as client:

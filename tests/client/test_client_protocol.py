@@ -21,7 +21,7 @@ from .conftest import FAST, KEY, Script
 
 def test_headers_and_bodies_match_the_sdk(make_client):
     """Create and stream carry the SDK's headers and bodies; the stream body is coalesced chunks."""
-    script = Script()
+    script = Script()  # scripted: it keeps each request as sent (headers, body chunks)
     batch = BatchSpec.parse(items="500", tasks="b-task,a-task", idempotency="true",
                             max_items="5000").batch(3)
     client = make_client("http://target.test", transport=httpx.MockTransport(script))
@@ -163,6 +163,7 @@ def _escaped_echo(request: httpx.Request) -> httpx.Response:
     return httpx.Response(400, content=body, headers={"content-type": "application/json"})
 
 
+# scripted: the reference server never echoes a key or an Authorization header back
 LEAKS = {
     "create-error": Script(create=[_echo(500)]),
     "create-401": Script(create=[_echo(401, "message")]),
@@ -200,6 +201,7 @@ def test_key_echoed_by_the_target_is_never_stored(script, make_client):
 
 def test_other_bearer_tokens_and_a_wrong_key_are_redacted(server, make_client):
     """Any 'Bearer <token>' in an answer is redacted, and a key the server rejects never shows."""
+    # scripted: no reference server answer names a bearer token (its 401 is checked below)
     script = Script(stream=[(400, {"error": "token Bearer sk_other.TOKEN-123= refused"}, {})])
     client = make_client("http://target.test", key=SECRET, transport=httpx.MockTransport(script),
                          retry=FAST.replace(attempts=1))

@@ -24,6 +24,9 @@ def _processing(runs: list[str], errors: list[dict[str, Any]] | None = None) -> 
 
 
 def _verify(script: Script, verify_timeout: float):
+    # scripted: a retrieve in an exact state on cue (PROCESSING with these runs, a lying
+    # answer, a 404 of replica lag, then the batch); the reference server's slow engine is
+    # verified for real in test_reference_server_with_a_slow_engine_is_not_reported_wrong
     with BatchClient("http://target.test", KEY, transport=httpx.MockTransport(script),
                      verify=True, verify_timeout=verify_timeout) as client:
         return client.send(BATCH)
