@@ -13,7 +13,8 @@ from typing import Any
 
 from loadkit.options import OPTIONS, RunOptions, add_flags, parse_options
 
-__all__ = ["add_loadkit_flags", "given_options", "parse_given_options"]
+__all__ = ["add_loadkit_flags", "differences", "given_options", "parse_given_options",
+           "set_options"]
 
 
 def add_loadkit_flags(parser: Any, **_kw: Any) -> None:
@@ -30,3 +31,18 @@ def given_options(environment: Any) -> dict[str, Any]:
 def parse_given_options(environment: Any) -> RunOptions:
     """The run's options, from locust's parsed flags (raises ConfigError / ThresholdError)."""
     return parse_options(**given_options(environment))
+
+
+def set_options(environment: Any) -> dict[str, Any]:
+    """The loadkit options this process was given a value for (others are at their default)."""
+    defaults = {o.name: o.default for o in OPTIONS}
+    return {k: v for k, v in given_options(environment).items()
+            if v is not None and v != defaults[k]}
+
+
+def differences(mine: dict[str, Any], theirs: dict[str, Any]) -> list[str]:
+    """The options a worker set (``theirs``) to another value than the master's (``mine``:
+    every option's value), as ``--flag VALUE (the master's: VALUE)``."""
+    flags = {o.name: o.flag for o in OPTIONS}
+    return [f"{flags.get(k, k)} {v} (the master's: {mine.get(k)})"
+            for k, v in sorted(theirs.items()) if k in flags and mine.get(k) != v]

@@ -10,6 +10,7 @@ last records (``loadkit_final``) and waits for each to answer (``loadkit_final_d
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
 from typing import Any
@@ -19,15 +20,18 @@ from locust.runners import STATE_MISSING
 
 from loadkit.options import RunOptions
 
+from .flags import differences, given_options
 from .messages import (
     MSG_ABORT,
     MSG_CHUNKS,
     MSG_CPU,
     MSG_FINAL,
     MSG_FINAL_DONE,
+    MSG_HELLO,
     MSG_PLAN,
     MSG_RATE,
     MSG_RECORDS,
+    MSG_REFUSE,
 )
 from .owner import RunOwner
 from .schedule import Plan
@@ -51,6 +55,8 @@ class MasterRole(RunOwner):
         super().__init__(environment, options, secret_key)
         self.final_done: set[str] = set()
         """Workers that sent their last records of this test."""
+        self.refused: dict[str, str] = {}
+        """Workers refused at connect (another loadkit version, other options): why."""
 
     def register_messages(self, runner: Any) -> None:
         runner.register_message(MSG_RECORDS, self._on_records)
@@ -58,6 +64,7 @@ class MasterRole(RunOwner):
         runner.register_message(MSG_FINAL_DONE, self._on_final_done)
         runner.register_message(MSG_ABORT, self._on_abort)
         runner.register_message(MSG_CPU, self._on_cpu)
+        runner.register_message(MSG_HELLO, self._on_hello)
 
     # -- test start and stop ---------------------------------------------------------------
 
@@ -66,7 +73,7 @@ class MasterRole(RunOwner):
         self.open_test_run()
         self.final_done.clear()
         runner = self.environment.runner
-        clients = sorted(runner.clients)
+        clients = sorted(c for c in runner.clients if c not in self.refused)
         t0 = time.time() + PLAN_LEAD
         for index, client_id in enumerate(clients):
             plan = Plan(run_id=self.run_id, index=index, count=len(clients), t0=t0)
@@ -102,7 +109,8 @@ class MasterRole(RunOwner):
         if timeout is None:
             timeout = float(self.environment.stop_timeout or 0.0) + FINAL_GRACE
         clients = [c.id for c in runner.clients.values()
-                   if c.id not in self.final_done and c.state != STATE_MISSING]
+                   if c.id not in self.final_done and c.id not in self.refused
+                   and c.state != STATE_MISSING]
         if not clients:
             return
         for client_id in clients:
@@ -121,7 +129,37 @@ class MasterRole(RunOwner):
 
     # -- messages from the workers ---------------------------------------------------------
 
+    def _on_hello(self, environment: Any, msg: Any, **_kw: Any) -> None:
+        """A worker connected: refuse it, in one line each side, when its loadkit version or
+        the run options it was given differ from the master's."""
+        import loadkit  # noqa: PLC0415
+
+        data = msg.data or {}
+        reasons = []
+        if data.get("version") != loadkit.__version__:
+            reasons.append(f"loadkit {data.get('version')} (the master's: "
+                           f"{loadkit.__version__})")
+        reasons += differences(given_options(self.environment), data.get("options") or {})
+        if not reasons:
+            return
+        why = "; ".join(reasons)
+        self.refused[msg.node_id] = why
+        log.error("loadkit: refused worker %s: %s", msg.node_id, why)
+        runner = environment.runner
+        with contextlib.suppress(Exception):
+            runner.send_message(MSG_REFUSE, why, client_id=msg.node_id)
+        # It no longer counts as connected (--expect-workers) nor gets users; its own quit
+        # then finds it gone, so it is not "the last worker" whose leaving ends the run.
+        client = runner.clients.get(msg.node_id)
+        if client is not None:
+            del runner.clients[msg.node_id]
+            dispatcher = getattr(runner, "_users_dispatcher", None)
+            if dispatcher is not None:
+                dispatcher.remove_worker(client)
+
     def _on_records(self, environment: Any, msg: Any, **_kw: Any) -> None:
+        if msg.node_id in self.refused:
+            return
         rows = self._current(msg.data or [])
         for row in rows:
             row["run_id"] = self.run_id
@@ -130,6 +168,8 @@ class MasterRole(RunOwner):
             self.watch_auth(row.get("error_kind"), row.get("outcome"))
 
     def _on_chunks(self, environment: Any, msg: Any, **_kw: Any) -> None:
+        if msg.node_id in self.refused:
+            return
         rows = self._current(msg.data or [])
         for row in rows:
             row["run_id"] = self.run_id

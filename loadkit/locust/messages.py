@@ -14,13 +14,17 @@ message                direction        data
                                         (epoch s, batch starts per second, whole run)
 ``loadkit_cpu``        worker → master  ``{"at", "cpu"}``: the worker's CPU seconds so far
                                         (every :data:`CPU_EVERY_S` in a capacity search)
+``loadkit_hello``      worker → master  at connect: ``{"version", "options"}``, loadkit's
+                                        version and the run options the worker was given
+                                        (those it leaves at their default are the master's)
+``loadkit_refuse``     master → worker  why the worker cannot join (a string): it quits
 =====================  ===============  ===================================================
 """
 
 from __future__ import annotations
 
 __all__ = ["CPU_EVERY_S", "MSG_ABORT", "MSG_CHUNKS", "MSG_CPU", "MSG_FINAL", "MSG_FINAL_DONE",
-           "MSG_PLAN", "MSG_RATE", "MSG_RECORDS", "ROWS_PER_MESSAGE"]
+           "MSG_HELLO", "MSG_PLAN", "MSG_RATE", "MSG_RECORDS", "MSG_REFUSE", "ROWS_PER_MESSAGE"]
 
 MSG_PLAN = "loadkit_plan"
 MSG_RECORDS = "loadkit_records"
@@ -30,6 +34,8 @@ MSG_FINAL_DONE = "loadkit_final_done"
 MSG_ABORT = "loadkit_abort"
 MSG_RATE = "loadkit_rate"
 MSG_CPU = "loadkit_cpu"
+MSG_HELLO = "loadkit_hello"
+MSG_REFUSE = "loadkit_refuse"
 
 CPU_EVERY_S = 0.5
 """Seconds between samples of a load generator's CPU during a capacity search."""

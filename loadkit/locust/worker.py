@@ -10,6 +10,7 @@ every second, when a test stops and when it quits. When the master finishes it a
 from __future__ import annotations
 
 import logging
+import sys
 import time
 from collections.abc import Sequence
 from typing import Any
@@ -18,8 +19,9 @@ import gevent
 
 from loadkit.errors import ConfigError, ThresholdError
 from loadkit.options import RunOptions
+from loadkit.vocabulary import ExitCode
 
-from .flags import parse_given_options
+from .flags import parse_given_options, set_options
 from .messages import (
     CPU_EVERY_S,
     MSG_ABORT,
@@ -27,9 +29,11 @@ from .messages import (
     MSG_CPU,
     MSG_FINAL,
     MSG_FINAL_DONE,
+    MSG_HELLO,
     MSG_PLAN,
     MSG_RATE,
     MSG_RECORDS,
+    MSG_REFUSE,
     ROWS_PER_MESSAGE,
 )
 from .role import Role
@@ -58,8 +62,14 @@ class WorkerRole(Role):
         runner.register_message(MSG_PLAN, self._on_plan)
         runner.register_message(MSG_FINAL, self._on_final)
         runner.register_message(MSG_RATE, self._on_rate)
+        runner.register_message(MSG_REFUSE, self._on_refuse)
         gevent.spawn(self._send_loop)
         self._cpu_loop: Any = None
+        self.refused: str | None = None
+        import loadkit  # noqa: PLC0415 - its version as it is now (a test may set another)
+
+        runner.send_message(MSG_HELLO, {"version": loadkit.__version__,
+                                        "options": set_options(self.environment)})
 
     def on_test_start(self) -> None:
         # the master's options came with the spawn message: parse them again
@@ -82,12 +92,24 @@ class WorkerRole(Role):
     def add_chunks(self, rows: Sequence[dict[str, Any]]) -> None:
         self._chunks.extend(rows)
 
+    def _on_refuse(self, environment: Any, msg: Any, **_kw: Any) -> None:
+        """The master will not take this worker (another loadkit version, other options)."""
+        self.refused = str(msg.data)
+        self._records.clear()
+        self._chunks.clear()
+        sys.stderr.write(f"loadkit: error: the master refused this worker: {self.refused}\n")
+        sys.stderr.flush()
+        environment.process_exit_code = int(ExitCode.CONFIG)
+        gevent.spawn(environment.runner.quit)
+
     def send_buffered(self) -> None:
         """Send buffered rows to the master (one message per :data:`ROWS_PER_MESSAGE`).
 
         Rows that could not be sent stay buffered for the next try.
         """
         runner = self.environment.runner
+        if self.refused:
+            return
         while self._records and runner is not None:
             rows = self._records[:ROWS_PER_MESSAGE]
             self._records = self._records[ROWS_PER_MESSAGE:]
