@@ -98,7 +98,7 @@ def test_run_meta_is_atomic_and_versioned(tmp_path):
     assert sorted(os.listdir(run_dir)) == ["run.json"]
 
 
-def test_unwritable_or_existing_results_dir_fails_clearly(tmp_path):
+def test_unwritable_or_existing_results_dir_fails_clearly(tmp_path, read_only_dir):
     create_run_dir(tmp_path, "taken")
     with pytest.raises(RecordsError, match="already exists"):
         create_run_dir(tmp_path, "taken")
@@ -107,14 +107,10 @@ def test_unwritable_or_existing_results_dir_fails_clearly(tmp_path):
     with pytest.raises(RecordsError, match="cannot write to results directory"):
         create_run_dir(a_file, "r")
     locked = tmp_path / "locked"
-    locked.mkdir()
-    locked.chmod(stat.S_IRUSR | stat.S_IXUSR)
-    try:
-        if not os.access(locked, os.W_OK):  # root can write anywhere: checked above
-            with pytest.raises(RecordsError, match="cannot write to results directory"):
-                create_run_dir(locked, "r")
-    finally:
-        locked.chmod(stat.S_IRWXU)
+    why = read_only_dir(locked)  # mode 0555, or for root a read-only mount
+    with pytest.raises(RecordsError, match="cannot write to results directory") as info:
+        create_run_dir(locked, "r")
+    assert why in str(info.value)
 
 
 def test_readers_say_what_is_missing(tmp_path):

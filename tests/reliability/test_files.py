@@ -29,19 +29,24 @@ from loadkit.report import write_report
 from tests.campaign.conftest import ExternalServer, clean_env, files_under, locust_argv
 
 KEY = "tr_dev_NEVER_WRITE_ME_9c4e1f2a7b"
+_PRIVILEGED = "privilege-dependent:"  # tests/conftest.py's PRIVILEGED
 
 
 def _mount_tmpfs(path: Path, *options: str) -> None:
-    """Mount a small tmpfs at ``path`` or skip the test (mounting needs root and CAP_SYS_ADMIN)."""
+    """Mount a small tmpfs at ``path`` or skip the test (mounting needs root and CAP_SYS_ADMIN);
+    the skip is named in the run's summary (tests/conftest.py, privilege-dependent)."""
     path.mkdir(parents=True, exist_ok=True)
     try:
         proc = subprocess.run(["mount", "-t", "tmpfs", "-o", ",".join(options), "tmpfs",
                                str(path)], capture_output=True, text=True, timeout=10,
                               check=False)
     except (OSError, subprocess.TimeoutExpired) as exc:
-        pytest.skip(f"cannot mount a tmpfs here: {exc}")
+        pytest.skip(f"{_PRIVILEGED} a full disk needs a small tmpfs, which cannot be mounted "
+                    f"here (root with CAP_SYS_ADMIN can): {exc}")
     if proc.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs here: {proc.stderr.strip()}")
+        problem = (proc.stderr.strip() or "failed").splitlines()[0]
+        pytest.skip(f"{_PRIVILEGED} a full disk needs a small tmpfs, which cannot be mounted "
+                    f"here (root with CAP_SYS_ADMIN can): {problem}")
 
 
 @pytest.fixture
@@ -165,14 +170,16 @@ def test_full_disk_at_start_fails_before_any_load(tmp_path, tmpfs):
     assert "Traceback" not in smoke.stderr
 
 
-def test_read_only_results_dir_fails_at_start(tmp_path, tmpfs):
-    """A read-only results directory (root ignores file modes, so a read-only mount) exits 2."""
-    disk = tmpfs("ro", "size=256k", "ro")
+def test_read_only_results_dir_fails_at_start(tmp_path, read_only_dir):
+    """A results directory in a folder that cannot be written (mode 0555, or a read-only mount
+    for root) exits 2."""
+    disk = tmp_path / "ro"
+    why = read_only_dir(disk)
     started = time.monotonic()
     proc = _locust(tmp_path, "--headless", "-u", "1", "-t", "30s", "--results-dir",
                    str(disk / "results"), timeout=60)
     assert proc.returncode == 2, proc.stderr[-3000:]
-    assert "Read-only file system" in proc.stderr
+    assert why in proc.stderr
     assert "pass a writable --results-dir" in proc.stderr
     assert time.monotonic() - started < 20
 
