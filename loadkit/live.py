@@ -27,7 +27,11 @@ from loadkit.summary import ThresholdLine, threshold_value
 __all__ = ["MIN_REFRESH_S", "NOW_WINDOW_S", "LiveRun", "tab_rows"]
 
 MIN_REFRESH_S = 1.0
-"""A snapshot is computed again only after this many seconds (and new records)."""
+"""A snapshot is computed again only after this many seconds, and after ten times as long as
+the last one took (on a big run a snapshot then costs the process at most a tenth of its
+time)."""
+ARROW_EVERY = 5_000
+"""Records handed in are turned into Arrow columns every this many (bounded memory)."""
 NOW_WINDOW_S = 5.0
 """"Now" rates are over the records that ended in the last this many seconds."""
 
@@ -61,6 +65,9 @@ class LiveRun:
         self._lock = threading.Lock()
         self._snapshot: dict[str, Any] | None = None
         self._snapshot_at = -math.inf
+        self._refresh_s = MIN_REFRESH_S
+        self._final: dict[str, Any] | None = None
+        """The figures at the end, kept once the records are let go."""
         self._changed = True
 
     # -- records in -------------------------------------------------------------------
@@ -70,24 +77,35 @@ class LiveRun:
         with self._lock:
             self._pending.extend(rows)
             self._changed = True
+            if len(self._pending) >= ARROW_EVERY:
+                self._to_arrow()
 
     def end(self, report_url: str | None = None) -> None:
-        """The run has ended (its records are all in); its report is at ``report_url``."""
+        """The run has ended (its records are all in); its report is at ``report_url``.
+
+        Its figures are computed once more, kept, and its records let go."""
         with self._lock:
             self.ended_at = time.time()
             self.report_url = report_url
             self._changed = True
+        final = self.snapshot(force=True)
+        with self._lock:
+            self._final = final
+            self._tables.clear()
 
     @property
     def running(self) -> bool:
         return self.ended_at is None
 
+    def _to_arrow(self) -> None:
+        rows, self._pending = self._pending, []
+        names = LIVE_SCHEMA.names
+        self._tables.append(pa.Table.from_pylist(
+            [{k: r.get(k) for k in names} for r in rows], schema=LIVE_SCHEMA))
+
     def _table(self) -> pa.Table:
         if self._pending:
-            rows, self._pending = self._pending, []
-            names = LIVE_SCHEMA.names
-            self._tables.append(pa.Table.from_pylist(
-                [{k: r.get(k) for k in names} for r in rows], schema=LIVE_SCHEMA))
+            self._to_arrow()
         if not self._tables:
             return LIVE_SCHEMA.empty_table()
         if len(self._tables) > 64:  # keep the chunk count (and per-chunk overhead) small
@@ -100,20 +118,27 @@ class LiveRun:
         """The run's figures as a JSON-ready dict (the keys of ``GET /loadkit/stats``)."""
         now = time.time() if now is None else now
         with self._lock:
-            fresh = now - self._snapshot_at < MIN_REFRESH_S or not self._changed
+            if self._final is not None:
+                return self._final
+            # a running run's "now" figures age even when no record comes (a stalled target)
+            recent = now - self._snapshot_at < self._refresh_s
+            fresh = recent or (not self._changed and self.ended_at is not None)
             if self._snapshot is not None and fresh and not force:
                 return self._snapshot
             table = self._table()
             self._changed = False
             ended_at, report_url = self.ended_at, self.report_url
+        began = time.perf_counter()
         snap = self._compute(table, now, ended_at, report_url)
+        took = time.perf_counter() - began
         with self._lock:
             self._snapshot, self._snapshot_at = snap, now
+            self._refresh_s = max(MIN_REFRESH_S, 10.0 * took)
         return snap
 
     def _compute(self, table: pa.Table, now: float, ended_at: float | None,
                  report_url: str | None) -> dict[str, Any]:
-        from loadkit.metrics import RecordColumns  # noqa: PLC0415 - numpy on demand
+        from loadkit.metrics import RecordColumns  # noqa: PLC0415
         from loadkit.summary import figures  # noqa: PLC0415
         from loadkit.thresholds import evaluate  # noqa: PLC0415
 
@@ -130,10 +155,13 @@ class LiveRun:
         mb_now = float(cols.numeric("bytes_sent")[recent].sum()) / 1e6 / window \
             if ended_at is None else math.nan
         total = f.latency.get("total", {})
-        verdicts = []
+        verdicts: list[dict[str, Any]] = []
         if self.thresholds and cols.n:
             verdicts = [{"threshold": str(r.threshold), "value": _nan_to_none(r.value),
                          "passed": r.passed} for r in evaluate(self.thresholds, table)]
+        elif self.thresholds:  # no batch has ended yet: set, not judged
+            verdicts = [{"threshold": str(t), "value": None, "passed": None}
+                        for t in self.thresholds]
         out: dict[str, Any] = {
             "run_id": self.run_id,
             "run_dir": self.run_dir,
@@ -178,8 +206,11 @@ def tab_rows(snap: Mapping[str, Any] | None) -> list[dict[str, str]]:
 
     batches = int(snap.get("batches") or 0)
     verdicts = snap.get("thresholds") or []
-    failed = [t for t in verdicts if not t["passed"]]
-    if verdicts:
+    failed = [t for t in verdicts if t["passed"] is False]
+    if verdicts and all(t["passed"] is None for t in verdicts):
+        n = len(verdicts)
+        verdict = f"{n} threshold{'s' if n != 1 else ''} set, no batch has ended yet"
+    elif verdicts:
         verdict = (f"{len(verdicts) - len(failed)} of {len(verdicts)} thresholds pass"
                    + (": " + "; ".join(t["threshold"] for t in failed) + " fail"
                       if failed else ""))
@@ -207,8 +238,9 @@ def tab_rows(snap: Mapping[str, Any] | None) -> list[dict[str, str]]:
     ]
     for t in verdicts:
         line = ThresholdLine(t["threshold"], math.nan if t["value"] is None else t["value"],
-                             t["passed"])
-        rows.append((f"{'✓' if t['passed'] else '✗'} {t['threshold']}", threshold_value(line)))
-    rows.append(("records", snap.get("run_dir") or ""))
+                             bool(t["passed"]))
+        mark = "…" if t["passed"] is None else "✓" if t["passed"] else "✗"
+        rows.append((f"{mark} {t['threshold']}", threshold_value(line)))
+    rows.append(("records", snap.get("run_dir") or "–"))
     rows.append(("report", snap.get("report_url") or "when the test stops"))
     return [{"figure": k, "value": val} for k, val in rows]

@@ -89,11 +89,12 @@ class OptionDef:
         return "--" + self.name.replace("_", "-")
 
 
-def add_flags(parser: Any, options: Iterable[OptionDef]) -> None:
+def add_flags(parser: Any, options: Iterable[OptionDef], **extra: Any) -> None:
     """Add one ``--flag VALUE`` per option to an argparse parser or group (locust's parser
-    too): values stay strings (or lists, for ``list`` options) for :func:`parse_options`."""
+    too, whose own keywords come in ``extra``): values stay strings (or lists, for ``list``
+    options) for :func:`parse_options`."""
     for opt in options:
-        kwargs: dict[str, Any] = {
+        kwargs: dict[str, Any] = {**extra,
             "dest": opt.name,
             "help": f"{opt.help} (default: {opt.default})" if opt.default not in (None, "")
             else opt.help,
@@ -436,6 +437,10 @@ def parse_options(**settings: object) -> RunOptions:
 
     server = {_KNOB_OF[o.name]: settings[o.name] for o in _SERVER_DEFS
               if settings.get(o.name) is not None}
+    if str(server.get("host", "")).strip() in ("0.0.0.0", "::", "[::]", "*"):
+        # its URL is handed to the workers, which cannot connect to "any address"
+        raise ConfigError("server_bind", server["host"],
+                          "one address of this host that the workers reach, not 0.0.0.0")
     if server:  # validate now, at start-up, with the same parser the server uses
         from loadkit.server.config import ServerConfig  # noqa: PLC0415
 

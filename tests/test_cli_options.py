@@ -110,3 +110,10 @@ def test_serve_flags_and_embedded_options_come_from_the_knobs():
         knob = by_name[opt.name.removeprefix("server_")]
         assert opt.default == knob.default
         assert opt.help.endswith(knob.help)
+
+
+def test_server_bind_refuses_an_address_workers_cannot_connect_to():
+    """--server-bind 0.0.0.0 is a usage error: the workers are handed that address."""
+    with pytest.raises(ConfigError, match="server_bind"):
+        parse_options(server_bind="0.0.0.0")
+    assert parse_options(server_bind="10.1.2.3").server["host"] == "10.1.2.3"

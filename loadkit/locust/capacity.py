@@ -119,6 +119,11 @@ class CapacityController:
         if self._greenlet is None:
             self._greenlet = gevent.spawn(self._run)
 
+    def stop(self) -> None:
+        """End a search still going (its test was stopped): the answer notes it."""
+        if self._greenlet is not None and not self._greenlet.dead:
+            self._greenlet.kill(block=True)
+
     # -- the search -------------------------------------------------------------------------
 
     def _run(self) -> None:

@@ -18,8 +18,12 @@ __all__ = ["add_loadkit_flags", "differences", "given_options", "parse_given_opt
 
 
 def add_loadkit_flags(parser: Any, **_kw: Any) -> None:
-    """``init_command_line_parser`` listener: declare every loadkit option on locust's parser."""
-    add_flags(parser, OPTIONS)
+    """``init_command_line_parser`` listener: declare every loadkit option on locust's parser.
+
+    They stay out of the web UI's start form: a run's options are fixed for the session
+    (a value edited there would not reach the run's own settings, and the form would show
+    every value, paths included, to whoever opens the page)."""
+    add_flags(parser, OPTIONS, include_in_web_ui=False)
 
 
 def given_options(environment: Any) -> dict[str, Any]:

@@ -24,7 +24,8 @@ class LocalRole(RunOwner):
     name = "local"
 
     def on_test_start(self) -> None:
-        self.open_test_run()
+        if not self.open_test_run():
+            return
         self.schedule.set_plan(Plan(run_id=self.run_id, index=0, count=1, t0=time.time()))
         if self.capacity is not None:
             gevent.spawn(self._sample_cpu)

@@ -70,7 +70,8 @@ class MasterRole(RunOwner):
 
     def on_test_start(self) -> None:
         """Give every worker its share: worker i of W takes batches i, i+W, i+2W …"""
-        self.open_test_run()
+        if not self.open_test_run():
+            return
         self.final_done.clear()
         runner = self.environment.runner
         clients = sorted(c for c in runner.clients if c not in self.refused)

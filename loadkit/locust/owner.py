@@ -146,6 +146,8 @@ class RunOwner(Role):
                 keep_chunks=self.options.client.keep_chunk_timings,
                 on_write_error=self._write_failed)
         except RecordsError as exc:
+            if self.per_test:  # a web UI session goes on: the caller stops this test
+                raise
             self.fatal(str(exc))
         self.run_id = run_id
         self.schedule.set_plan(Plan(run_id=run_id, index=0, count=1, t0=time.time()))
@@ -164,34 +166,43 @@ class RunOwner(Role):
             self.tab.run_started(self.live)
         sys.stderr.write(f"loadkit: run {run_id}: records in {run_dir}\n")
 
-    def open_test_run(self) -> None:
-        """Web UI: a test starts, and with it a run of its own (after the last one closed).
+    def open_test_run(self) -> bool:
+        """Web UI: a test starts, and with it a run of its own (after the last one closed);
+        False when the run could not be opened (the test is stopped, the tab says why).
 
         The embedded server's counters start again from zero, so that the run's run.json
         holds its own. A folder that cannot be made stops the test with one line."""
         if not self.per_test:
-            return
+            return True
         self._idle.wait()
         self._tests += 1
         given = self.options.run.run_id
         run_id = (given if self._tests == 1 else f"{given}-{self._tests}") if given \
             else new_run_id()
+        self.recording = self.live = self.capacity = None
+        self.run_id = None
+        self.aborted = None
         try:
             run_dir = rec.create_run_dir(self.options.run.results_dir, run_id)
+            if self.server is not None:
+                try:
+                    self.server.reset_stats()
+                except Exception as exc:  # the run goes on; its server counters say so
+                    log.warning("loadkit: could not reset the reference server's counters: "
+                                "%s", exc)
+            self._idle.clear()
+            self.begin_run(run_id, run_dir)
         except RecordsError as exc:
-            log.error("loadkit: %s; the test is stopped", exc)
+            self.recording = self.live = self.capacity = None
+            self.run_id = None
+            self._idle.set()
+            message = f"{exc}; the test is stopped"
+            log.error("loadkit: %s", message)
+            if self.tab is not None:
+                self.tab.run_failed(message)
             gevent.spawn(self.environment.runner.stop)
-            return
-        if self.server is not None:
-            try:
-                self.server.reset_stats()
-            except Exception as exc:  # the run goes on; its server counters say so
-                log.warning("loadkit: could not reset the reference server's counters: %s",
-                            exc)
-        self.capacity = None
-        self.aborted = None
-        self._idle.clear()
-        self.begin_run(run_id, run_dir)
+            return False
+        return True
 
     def end_test_run(self) -> None:
         """Web UI: the test stopped: close its run (Parquet, run.json, thresholds, summary)."""
@@ -208,6 +219,7 @@ class RunOwner(Role):
         files; the process's exit code becomes the run's."""
         assert self.recording is not None
         if self.capacity is not None:
+            self.capacity.stop()  # a search the user stopped ends here, not in the next run
             self.capacity.finish()
         self.gather_final()
         code = self.finish_run()
@@ -215,7 +227,7 @@ class RunOwner(Role):
             self.ended_runs.add(self.run_id)
         if self.tab is not None and self.live is not None:
             self.tab.run_ended(self.live)
-        if code is not None:
+        if code is not None or self.per_test:  # web UI: the last test's, whatever it was
             self.environment.process_exit_code = code
 
     @property
@@ -295,6 +307,10 @@ class RunOwner(Role):
     def on_quitting(self) -> None:
         if self.recording is not None and not self.recording.finished:
             if self.per_test:
+                # quit while a test runs (Ctrl-C): stop its users first, so that every record
+                # is in when test_stop closes the run
+                with contextlib.suppress(Exception):
+                    self.environment.runner.stop()
                 self.end_test_run()
             else:
                 self.close_run()

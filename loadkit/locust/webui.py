@@ -26,6 +26,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
 
 import orjson
 
@@ -114,6 +115,8 @@ class WebTab:
         self.redact = Redactor(owner.secret_key)
         self.runs: dict[str, LiveRun] = {}
         """The runs this UI started, by run id, in order."""
+        self.error: str | None = None
+        """Why the last Start could not open its run (until the next one does)."""
 
     @property
     def current(self) -> LiveRun | None:
@@ -125,7 +128,11 @@ class WebTab:
     # -- what the owner calls ---------------------------------------------------------------
 
     def run_started(self, live: LiveRun) -> None:
+        self.error = None
         self.runs[live.run_id] = live
+
+    def run_failed(self, message: str) -> None:
+        self.error = message
 
     def run_ended(self, live: LiveRun) -> None:
         live.end(report_url=self.report_path(live.run_id))
@@ -147,7 +154,9 @@ class WebTab:
         route("/loadkit/stats", "stats", self._stats)
         route("/loadkit/runs", "runs", self._runs_page)
         route("/loadkit/runs/<run_id>/report", "report", self._report)
+        app.before_request(self._before)
         app.after_request(self._after)
+        app.wsgi_app = _SameOriginOnly(app.wsgi_app)
 
     def _json(self, data: Any, status: int = 200) -> Any:
         from flask import Response  # noqa: PLC0415 - flask comes with locust
@@ -160,6 +169,8 @@ class WebTab:
         return None if live is None else live.snapshot()
 
     def _stats(self) -> Any:
+        if self.error is not None:
+            return self._json({"run_id": None, "state": "error", "message": self.error})
         snap = self._snapshot()
         if snap is None:
             return self._json({"run_id": None, "state": "idle",
@@ -207,22 +218,86 @@ class WebTab:
 
     # -- the tab's rows, in locust's own stats answer ----------------------------------------
 
+    def _before(self) -> Any:
+        """Refuse what a web page elsewhere could make the user's browser do: a start or stop
+        sent from another origin, a request to a name that is not the UI's own (DNS
+        rebinding), and a start that points the load, and the key, at another target."""
+        from flask import Response, request  # noqa: PLC0415
+
+        def refuse(why: str) -> Any:
+            log.warning("loadkit: refused %s %s: %s", request.method, request.path, why)
+            return Response(f"loadkit: {why}\n", status=403, mimetype="text/plain")
+
+        if self._loopback() and request.host.rsplit(":", 1)[0].strip("[]") not in \
+                _LOOPBACK_NAMES:
+            return refuse(f"the UI answers to 127.0.0.1 or localhost, not {request.host}")
+        if request.method in ("GET", "HEAD", "OPTIONS"):
+            return None
+        origin = request.headers.get("Origin") or request.headers.get("Referer")
+        if origin:
+            parts = urlsplit(origin)
+            if f"{parts.scheme}://{parts.netloc}" != request.host_url.rstrip("/"):
+                return refuse(f"a request from another origin ({origin})")
+        if request.path == f"{self.prefix}/swarm":
+            host = (request.form.get("host") or "").strip().rstrip("/")
+            target = (self.owner.target or "").rstrip("/")
+            if host and host != target:
+                return refuse(f"the target of this session is {target}; start loadkit again "
+                              f"with --host to load another")
+        return None
+
+    def _loopback(self) -> bool:
+        return str(getattr(self.web_ui, "host", "")) in _LOOPBACK_NAMES
+
     def _after(self, response: Any) -> Any:
+        """The tab's rows in locust's own stats answer; the link script in the index page;
+        the key out of every page and answer."""
         from flask import request  # noqa: PLC0415
 
-        path = request.path
-        if path == f"{self.prefix}/stats/requests" and response.status_code == 200:
-            data = response.get_json(silent=True)
-            if isinstance(data, dict):
-                rows = tab_rows(self._snapshot())
-                data["extended_stats"] = [{"key": TAB_KEY, "data": self.redact(rows)}]
-                response.set_data(orjson.dumps(data, option=orjson.OPT_SERIALIZE_NUMPY))
-        elif path in (f"{self.prefix}/", self.prefix or "/") and \
-                response.mimetype == "text/html" and response.status_code == 200:
-            page = response.get_data(as_text=True)
-            if "</body>" in page and "loadkit-report" not in page:
-                response.set_data(page.replace("</body>", _SCRIPT + "</body>", 1))
+        if response.direct_passthrough:  # files (the UI's assets) are sent as they are
+            return response
+        mimetype = response.mimetype or ""
+        if not (mimetype.startswith("text/") or mimetype == "application/json"):
+            return response
+        try:
+            path = request.path
+            if path == f"{self.prefix}/stats/requests" and response.status_code == 200:
+                data = response.get_json(silent=True)
+                if isinstance(data, dict):
+                    data["extended_stats"] = [{"key": TAB_KEY, "data": self._rows()}]
+                    response.set_data(orjson.dumps(data, option=orjson.OPT_SERIALIZE_NUMPY))
+            elif path in (f"{self.prefix}/", self.prefix or "/") and mimetype == "text/html":
+                page = response.get_data(as_text=True)
+                if "</body>" in page and "loadkit-report" not in page:
+                    response.set_data(page.replace("</body>", _SCRIPT + "</body>", 1))
+            response.set_data(self.redact(response.get_data()))
+        except Exception:  # the tab must never break locust's own UI
+            log.exception("loadkit: the web UI's loadkit rows failed")
         return response
+
+    def _rows(self) -> list[dict[str, str]]:
+        if self.error is not None:
+            return [{"figure": "error", "value": self.error}]
+        try:
+            return tab_rows(self._snapshot())
+        except Exception as exc:
+            log.exception("loadkit: the loadkit tab's figures failed")
+            return [{"figure": "error", "value": f"the figures could not be computed: {exc}"}]
+
+
+class _SameOriginOnly:
+    """WSGI middleware: drops the CORS headers locust's app adds to every answer (it lets any
+    origin read them), so that a page elsewhere cannot read what the UI serves."""
+
+    def __init__(self, app: Callable[..., Any]) -> None:
+        self.app = app
+
+    def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Any:
+        def start(status: str, headers: list[tuple[str, str]], *rest: Any) -> Any:
+            kept = [(k, v) for k, v in headers if not k.lower().startswith("access-control-")]
+            return start_response(status, kept, *rest)
+
+        return self.app(environ, start)
 
 
 def install(owner: RunOwner) -> WebTab | None:

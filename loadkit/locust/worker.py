@@ -137,6 +137,10 @@ class WorkerRole(Role):
 
     def _on_plan(self, environment: Any, msg: Any, **_kw: Any) -> None:
         plan = Plan.from_message(msg.data)
+        if plan.run_id != self.run_id:  # a new test: nothing of the last one's end carries
+            self.aborted = None
+            self._auth_streak = 0
+            self._accepted_any = False
         self.run_id = plan.run_id
         self.schedule.set_plan(plan)
 

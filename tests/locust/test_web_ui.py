@@ -232,7 +232,7 @@ def test_the_ui_listens_on_loopback_unless_told_otherwise(tmp_path):
 
 def test_a_planted_key_never_appears_in_what_the_ui_serves(tmp_path):
     """The key, echoed into the run's folder name, is redacted in the tab, the JSON, the runs
-    page and the report."""
+    page, the report and locust's own pages and logs."""
     key = "tr_dev_" + secrets.token_hex(12)
     env = clean_env(TRIGGER_SECRET_KEY=key)
     with web_ui(tmp_path, "--results-dir", f"results/{key}", env=env) as ui:
@@ -240,9 +240,86 @@ def test_a_planted_key_never_appears_in_what_the_ui_serves(tmp_path):
         time.sleep(0.5)
         pages = [ui.http.get("/loadkit/stats").text, ui.http.get("/stats/requests").text]
         snap = ui.stop()
-        pages += [ui.http.get("/loadkit/stats").text, ui.http.get("/stats/requests").text,
-                  ui.http.get("/loadkit/runs").text, ui.http.get(snap["report_url"]).text]
+        pages += [ui.http.get(path).text for path in (
+            "/loadkit/stats", "/stats/requests", "/loadkit/runs", snap["report_url"], "/",
+            "/logs", "/exceptions", "/stats/requests/csv", "/stats/report")]
     assert all(key not in page for page in pages)
     assert "<redacted>" in pages[0]
     assert "<redacted>" in pages[1]
     assert snap["run_dir"].endswith(snap["run_id"])
+
+
+def test_a_page_elsewhere_cannot_start_a_test_or_move_the_target(tmp_path):
+    """A start from another origin, one pointing at another target, or a request to another
+    host name is refused (403); the UI's own start works, and nothing is readable cross-origin."""
+    with web_ui(tmp_path, "--results-dir", "results") as ui:
+        form = {"user_count": 1, "spawn_rate": 1}
+        evil = ui.http.post("/swarm", data=form, headers={"Origin": "http://evil.example"})
+        assert evil.status_code == 403
+        moved = ui.http.post("/swarm", data=form | {"host": "http://127.0.0.1:9"})
+        assert moved.status_code == 403
+        assert "the target of this session is" in moved.text
+        rebound = ui.http.get("/loadkit/stats", headers={"Host": "evil.example:8089"})
+        assert rebound.status_code == 403
+        read = ui.http.get("/loadkit/stats", headers={"Origin": "http://evil.example"})
+        assert "access-control-allow-origin" not in read.headers
+        assert ui.stats()["state"] == "idle"
+        assert not ui.run_dirs()
+        own = ui.http.post("/swarm", data=form, headers={"Origin": ui.url})
+        assert own.json()["success"]
+        ui.wait(lambda s: s.get("state") == "running", "the UI's own start")
+        ui.stop()
+
+
+def test_a_run_folder_that_cannot_be_made_stops_that_test_and_says_why(tmp_path):
+    """--run-id given: the second test's folder already exists, so that test stops, the tab
+    and /loadkit/stats say why, the first run is untouched and the third test runs."""
+    (tmp_path / "results" / "given-2").mkdir(parents=True)
+    with web_ui(tmp_path, "--results-dir", "results", "--run-id", "given") as ui:
+        ui.start()
+        first = ui.stop()
+        assert first["run_id"] == "given"
+        assert ui.http.post("/swarm", data={"user_count": 1, "spawn_rate": 1}).json()
+        error = ui.wait(lambda s: s.get("state") == "error", "the failed start")
+        assert "given-2 already exists" in error["message"]
+        rows = ui.http.get("/stats/requests").json()["extended_stats"][0]["data"]
+        assert rows[0]["figure"] == "error"
+        ui.wait(lambda s: ui.http.get("/stats/requests").json()["state"] == "stopped",
+                "the failed test's stop")
+        ui.start()
+        third = ui.stop()
+    assert third["run_id"] == "given-3"
+    meta = json.loads((tmp_path / "results" / "given" / "run.json").read_text())
+    assert meta["records"] == first["batches"]
+    assert not list((tmp_path / "results" / "given-2").iterdir())
+
+
+def test_quitting_during_a_test_keeps_every_record(tmp_path):
+    """SIGINT while a test runs: its users stop first, then the run closes with every batch
+    the server created."""
+    with web_ui(tmp_path, "--results-dir", "results", "--server-create-delay", "0.3") as ui:
+        ui.start(users=4)
+        time.sleep(1.0)
+    (run_dir,) = ui.run_dirs()
+    _assert_complete_run(run_dir)
+
+
+def test_a_capacity_search_stopped_in_the_ui_ends_with_its_test(tmp_path):
+    """Stop during a capacity search: its answer says it was stopped and the next test's run
+    holds none of its steps."""
+    with web_ui(tmp_path, "--results-dir", "results", "--capacity", "true", "--step-seconds",
+                "1", "--capacity-max-seconds", "30", "--capacity-start", "2000") as ui:
+        ui.start()
+        time.sleep(2.5)
+        first = ui.stop()
+        ui.start()
+        time.sleep(1.5)
+        second = ui.stop()
+        time.sleep(1.5)  # a search left running would append steps to the second run now
+    one = json.loads((tmp_path / "results" / first["run_id"] / "capacity.json").read_text())
+    assert one["note"] == "the run stopped before the search finished"
+    steps = (tmp_path / "results" / second["run_id"] / "capacity_steps.jsonl")
+    numbers = [json.loads(line)["number"] for line in steps.read_text().splitlines()] \
+        if steps.exists() else []
+    assert numbers == sorted(numbers)
+    assert len(numbers) <= 2

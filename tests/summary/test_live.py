@@ -95,3 +95,35 @@ def test_tab_rows_read_as_a_person_reads_them():
         assert row["value"].strip(), row
         assert not re.search(r"\d[eE][+-]?\d", row["value"]), row
     assert tab_rows(None)[0]["value"].startswith("no test started yet")
+
+
+def test_a_stalled_target_shows_its_now_rate_falling():
+    """With no record for a while, items/s now falls to zero (it does not freeze)."""
+    live = LiveRun("r", "/tmp/r", started_at=1_000.0)
+    rows = _records(1_000)
+    live.add(rows)
+    last = rows[-1]["ended_at"]
+    assert live.snapshot(now=last)["items_per_s_now"] > 0
+    later = live.snapshot(now=last + 30)
+    assert later["items_per_s_now"] == 0
+    assert later["elapsed_s"] == pytest.approx(last + 30 - 1_000)
+
+
+def test_thresholds_set_before_any_batch_are_pending_not_absent():
+    """Thresholds with no batch yet read as set and not yet judged."""
+    live = LiveRun("r", "/tmp/r", thresholds=["seal_rate >= 0.999"], started_at=1_000.0)
+    snap = live.snapshot()
+    assert snap["thresholds"] == [{"threshold": "seal_rate >= 0.999", "value": None,
+                                   "passed": None}]
+    values = {r["figure"]: r["value"] for r in tab_rows(snap)}
+    assert values["verdict"] == "1 threshold set, no batch has ended yet"
+    assert values["… seal_rate >= 0.999"] == "no data"
+
+
+def test_an_ended_run_keeps_its_figures_and_lets_its_records_go():
+    """After end() the final figures stay, forced or not, and the records are released."""
+    live = LiveRun("r", "/tmp/r", started_at=1_000.0)
+    live.add(_records(2_000))
+    live.end(report_url="/loadkit/runs/r/report")
+    assert live.snapshot(force=True)["batches"] == 2_000
+    assert live._tables == []
