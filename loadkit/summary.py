@@ -266,12 +266,26 @@ def summary_text(records: Any, meta: dict[str, Any] | None = None, *,
     else:
         lines += _full(meta, f) if mode == "full" else _short(meta, f)
     lines += _capacity_line(meta)
+    lines += _missing_workers_line(meta)
     if thresholds:
         room = MAX_LINES - len(lines) - 1
         lines += _threshold_lines(thresholds, room, failed_only=mode == "short")
     elif mode == "full":
         lines.append("  thresholds: none set (--threshold 'p95(total_ms) < 2000' …)")
     return "\n".join(lines[:MAX_LINES])
+
+
+def _missing_workers_line(meta: dict[str, Any]) -> list[str]:
+    """Workers whose last records never reached the master, and what that can cost."""
+    missing = meta.get("missing_workers") or []
+    if not missing:
+        return []
+    names = ", ".join(str(w["worker_id"]) for w in missing[:2]) + (" …" if len(missing) > 2
+                                                                  else "")
+    bound = sum(int(w.get("may_be_missing_at_most") or 0) for w in missing)
+    return [_row("workers", f"{len(missing)} lost before sending their last records "
+                 f"({names}): up to {hz.count(bound)} records may be missing "
+                 "(run.crosscheck() against the server)")]
 
 
 def threshold_lines(results: Sequence[Any]) -> list[ThresholdLine]:

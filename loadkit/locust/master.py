@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import math
 import time
 from typing import Any
 
@@ -32,6 +33,7 @@ from .messages import (
     MSG_RATE,
     MSG_RECORDS,
     MSG_REFUSE,
+    SEND_EVERY,
 )
 from .owner import RunOwner
 from .schedule import Plan
@@ -57,6 +59,9 @@ class MasterRole(RunOwner):
         """Workers that sent their last records of this test."""
         self.refused: dict[str, str] = {}
         """Workers refused at connect (another loadkit version, other options): why."""
+        self.heard: dict[str, dict[str, Any]] = {}
+        """Per worker of the current run: records taken, first and last record end, when its
+        last records message came, its users."""
 
     def register_messages(self, runner: Any) -> None:
         runner.register_message(MSG_RECORDS, self._on_records)
@@ -70,6 +75,7 @@ class MasterRole(RunOwner):
 
     def on_test_start(self) -> None:
         """Give every worker its share: worker i of W takes batches i, i+W, i+2W …"""
+        self.heard = {}
         if not self.open_test_run():
             return
         self.final_done.clear()
@@ -130,6 +136,42 @@ class MasterRole(RunOwner):
 
     # -- messages from the workers ---------------------------------------------------------
 
+    def _note(self, worker: str, rows: list[dict[str, Any]]) -> None:
+        seen = self.heard.setdefault(worker, {"records": 0, "first": None, "last": None,
+                                              "message_at": None})
+        seen["records"] += len(rows)
+        seen["message_at"] = time.time()
+        ends = [r["ended_at"] for r in rows if r.get("ended_at")]
+        if ends:
+            seen["first"] = min(ends) if seen["first"] is None else min(seen["first"], *ends)
+            seen["last"] = max(ends) if seen["last"] is None else max(seen["last"], *ends)
+        client = self.environment.runner.clients.get(worker)
+        if client is not None:
+            seen["users"] = max(seen.get("users", 0), int(getattr(client, "user_count", 0)))
+
+    def run_extra_meta(self) -> dict[str, Any]:
+        """Workers whose last records never came (lost, killed, cut off past locust's heartbeat
+        timeout): each with what it sent and a bound on what it may not have sent. A worker
+        sends its records every SEND_EVERY seconds, so what can be missing is at most what it
+        finished in one such interval plus one batch per user in flight."""
+        missing = []
+        for worker, seen in sorted(self.heard.items()):
+            if worker in self.final_done or worker in self.refused:
+                continue
+            span = (seen["last"] - seen["first"]) if seen["first"] and seen["last"] else 0.0
+            rate = seen["records"] / span if span > 0 else float(seen["records"])
+            client = self.environment.runner.clients.get(worker)
+            users = max(int(seen.get("users", 0)), 1)
+            missing.append({
+                "worker_id": worker,
+                "state": getattr(client, "state", "gone") if client is not None else "gone",
+                "records": seen["records"],
+                "last_heard_at": seen["message_at"],
+                "records_per_s": rate,
+                "may_be_missing_at_most": math.ceil(rate * SEND_EVERY) + users,
+            })
+        return {"missing_workers": missing} if missing else {}
+
     def _on_hello(self, environment: Any, msg: Any, **_kw: Any) -> None:
         """A worker connected: refuse it, in one line each side, when its loadkit version or
         the run options it was given differ from the master's."""
@@ -164,6 +206,7 @@ class MasterRole(RunOwner):
         rows = self._current(msg.data or [])
         for row in rows:
             row["run_id"] = self.run_id
+        self._note(msg.node_id, rows)
         self.take(rows)
         for row in rows:
             self.watch_auth(row.get("error_kind"), row.get("outcome"))

@@ -24,7 +24,8 @@ message                direction        data
 from __future__ import annotations
 
 __all__ = ["CPU_EVERY_S", "MSG_ABORT", "MSG_CHUNKS", "MSG_CPU", "MSG_FINAL", "MSG_FINAL_DONE",
-           "MSG_HELLO", "MSG_PLAN", "MSG_RATE", "MSG_RECORDS", "MSG_REFUSE", "ROWS_PER_MESSAGE"]
+           "MSG_HELLO", "MSG_PLAN", "MSG_RATE", "MSG_RECORDS", "MSG_REFUSE", "ROWS_PER_MESSAGE",
+           "SEND_EVERY"]
 
 MSG_PLAN = "loadkit_plan"
 MSG_RECORDS = "loadkit_records"
@@ -39,6 +40,10 @@ MSG_REFUSE = "loadkit_refuse"
 
 CPU_EVERY_S = 0.5
 """Seconds between samples of a load generator's CPU during a capacity search."""
+
+SEND_EVERY = 1.0
+"""Seconds between a worker's sends of its buffered rows (what a lost worker may not have
+sent is at most one such interval's records plus its batches in flight)."""
 
 ROWS_PER_MESSAGE = 2000
 """A worker sends its buffered rows in messages of at most this many."""

@@ -316,6 +316,10 @@ class RunOwner(Role):
                 self.close_run()
         self._stop_server()
 
+    def run_extra_meta(self) -> dict[str, Any]:
+        """What this role adds to the run's final run.json (a master: its missing workers)."""
+        return {}
+
     def gather_final(self) -> None:
         """Wait for records still on their way (a master's workers); none for a local run."""
 
@@ -331,6 +335,7 @@ class RunOwner(Role):
                 extra["server_stats"] = self.server.stats()
         if self.capacity is not None and self.capacity.answer is not None:
             extra["capacity"] = {k: v for k, v in self.capacity.answer.items() if k != "steps"}
+        extra.update(self.run_extra_meta())
         code = self.recording.finish(thresholds=self.options.run.thresholds,
                                      aborted=self.aborted, extra_meta=extra,
                                      baseline=self.options.run.baseline)

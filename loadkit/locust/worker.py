@@ -35,14 +35,13 @@ from .messages import (
     MSG_RECORDS,
     MSG_REFUSE,
     ROWS_PER_MESSAGE,
+    SEND_EVERY,
 )
 from .role import Role
 from .schedule import Plan
 
 __all__ = ["SEND_EVERY", "WorkerRole"]
 
-SEND_EVERY = 1.0
-"""Seconds between the worker's sends of its buffered rows."""
 
 log = logging.getLogger("loadkit")
 

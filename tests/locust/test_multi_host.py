@@ -18,6 +18,8 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import pytest
 
+import loadkit
+
 from .conftest import LOCUSTFILE, clean_env
 
 pytestmark = pytest.mark.slow
@@ -189,3 +191,35 @@ def test_a_partitioned_worker_loses_no_record(hosts, tmp_path):
                if r["started_at"] < down_at + 1 and r["ended_at"] > down_at + 4]
     assert stalled, "no batch spanned the partition"
     assert all(r["outcome"] == "sealed" for r in rows)
+
+
+def test_a_worker_cut_off_past_the_heartbeat_timeout_is_named_and_bounded(hosts, tmp_path):
+    """A worker cut off for the rest of the run is marked missing; the run still finalises,
+    run.json names it with a bound on its missing records, the server's counters differ from
+    the records by no more than that bound, and the summary says why."""
+    with _cluster(hosts, tmp_path, "-u", "4", "-r", "4", "-t", "9s", "--stop-timeout", "2",
+                  "--threshold", "seal_rate >= 0.5") as master:
+        log = tmp_path / "master.log"
+        deadline = time.monotonic() + 60
+        while "All users spawned" not in log.read_text():
+            assert time.monotonic() < deadline, log.read_text()
+            assert master.poll() is None, log.read_text()
+            time.sleep(0.1)
+        time.sleep(2.0)
+        hosts.link("worker1", "down")  # for good: the master finishes without it
+        assert master.wait(timeout=180) == 0, log.read_text()[-3000:]
+    output = (tmp_path / "master.log").read_text()
+    assert "setting state to missing" in output
+    run_dir = _run_dir(tmp_path)
+    meta = json.loads((run_dir / "run.json").read_text())
+    rows = pq.read_table(run_dir / "records.parquet").to_pylist()
+    assert meta["thresholds"][0]["passed"] is True
+    (lost,) = meta["missing_workers"]
+    assert lost["state"] == "missing"
+    assert lost["records"] == sum(r["worker_id"] == lost["worker_id"] for r in rows) > 0
+    created = sum(1 for r in rows if r["batch_id"])
+    unaccounted = meta["server_stats"]["batches_created"] - created
+    assert 0 <= unaccounted <= lost["may_be_missing_at_most"], (unaccounted, lost)
+    assert "1 lost before sending their last records" in output
+    check = loadkit.load_run(run_dir).crosscheck()
+    assert check.loc["batches_created", "difference"] == -unaccounted
