@@ -38,7 +38,7 @@ NOW_WINDOW_S = 5.0
 _KEEP = frozenset({"outcome", "retry_reasons"})
 """The string fields the figures need; other strings (error texts, ids) are not kept."""
 LIVE_SCHEMA: pa.Schema = pa.schema(
-    [f for f in ARROW_SCHEMA
+    [f.with_nullable(True) for f in ARROW_SCHEMA
      if f.name in _KEEP or pa.types.is_integer(f.type) or pa.types.is_floating(f.type)
      or pa.types.is_boolean(f.type)])
 """The record fields a live run keeps: every numeric one, the outcome and retry reasons."""
@@ -80,14 +80,19 @@ class LiveRun:
             if len(self._pending) >= ARROW_EVERY:
                 self._to_arrow()
 
-    def end(self, report_url: str | None = None) -> None:
-        """The run has ended (its records are all in); its report is at ``report_url``.
+    def end(self, report_url: str | None = None, table: pa.Table | None = None) -> None:
+        """The run has ended; its report is at ``report_url``. With ``table`` (the run's
+        records as written to its folder) the final figures are those of the run's own
+        files, whatever reached this view on the way.
 
         Its figures are computed once more, kept, and its records let go."""
         with self._lock:
             self.ended_at = time.time()
             self.report_url = report_url
             self._changed = True
+            if table is not None:
+                self._pending = []
+                self._tables = [table.select(LIVE_SCHEMA.names).cast(LIVE_SCHEMA)]
         final = self.snapshot(force=True)
         with self._lock:
             self._final = final

@@ -152,8 +152,9 @@ class MasterRole(RunOwner):
     def run_extra_meta(self) -> dict[str, Any]:
         """Workers whose last records never came (lost, killed, cut off past locust's heartbeat
         timeout): each with what it sent and a bound on what it may not have sent. A worker
-        sends its records every SEND_EVERY seconds, so what can be missing is at most what it
-        finished in one such interval plus one batch per user in flight."""
+        sends its records every SEND_EVERY seconds, so what can be missing is at most two
+        such intervals' records (those still buffered, and the last message, which may have
+        been on its way when the worker was lost) plus one batch per user in flight."""
         missing = []
         for worker, seen in sorted(self.heard.items()):
             if worker in self.final_done or worker in self.refused:
@@ -168,7 +169,7 @@ class MasterRole(RunOwner):
                 "records": seen["records"],
                 "last_heard_at": seen["message_at"],
                 "records_per_s": rate,
-                "may_be_missing_at_most": math.ceil(rate * SEND_EVERY) + users,
+                "may_be_missing_at_most": math.ceil(2 * rate * SEND_EVERY) + users,
             })
         return {"missing_workers": missing} if missing else {}
 
@@ -208,8 +209,9 @@ class MasterRole(RunOwner):
             row["run_id"] = self.run_id
         self._note(msg.node_id, rows)
         self.take(rows)
-        for row in rows:
-            self.watch_auth(row.get("error_kind"), row.get("outcome"))
+        if not self._accepted_any:  # once a batch was accepted, 401s no longer stop the run
+            for row in rows:
+                self.watch_auth(row.get("error_kind"), row.get("outcome"))
 
     def _on_chunks(self, environment: Any, msg: Any, **_kw: Any) -> None:
         if msg.node_id in self.refused:

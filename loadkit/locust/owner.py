@@ -226,7 +226,7 @@ class RunOwner(Role):
         if self.run_id is not None:
             self.ended_runs.add(self.run_id)
         if self.tab is not None and self.live is not None:
-            self.tab.run_ended(self.live)
+            self.tab.run_ended(self.live, self.recording.table)
         if code is not None or self.per_test:  # web UI: the last test's, whatever it was
             self.environment.process_exit_code = code
 

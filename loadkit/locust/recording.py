@@ -54,6 +54,8 @@ class Recording:
         self.summary = ""
         """The ``loadkit summary`` block, set by :meth:`finish`; printed after locust's own
         tables (the ``quit`` event)."""
+        self.table: Any = None
+        """The run's records as written (a pyarrow Table), once :meth:`finish` read them back."""
         self._on_write_error = on_write_error
 
     @classmethod
@@ -142,7 +144,7 @@ class Recording:
         table = None
         try:
             rec.write_parquet(self.run_dir)
-            table = rec.read_records(self.run_dir)
+            table = self.table = rec.read_records(self.run_dir)
         except RecordsError as exc:
             sys.stderr.write(f"loadkit: error: {exc}\n")
             code = ExitCode.CONFIG.value

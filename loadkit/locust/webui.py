@@ -134,8 +134,8 @@ class WebTab:
     def run_failed(self, message: str) -> None:
         self.error = message
 
-    def run_ended(self, live: LiveRun) -> None:
-        live.end(report_url=self.report_path(live.run_id))
+    def run_ended(self, live: LiveRun, table: Any = None) -> None:
+        live.end(report_url=self.report_path(live.run_id), table=table)
 
     # -- routes -----------------------------------------------------------------------------
 

@@ -197,7 +197,7 @@ def test_a_worker_cut_off_past_the_heartbeat_timeout_is_named_and_bounded(hosts,
     """A worker cut off for the rest of the run is marked missing; the run still finalises,
     run.json names it with a bound on its missing records, the server's counters differ from
     the records by no more than that bound, and the summary says why."""
-    with _cluster(hosts, tmp_path, "-u", "4", "-r", "4", "-t", "9s", "--stop-timeout", "2",
+    with _cluster(hosts, tmp_path, "-u", "4", "-r", "4", "-t", "12s", "--stop-timeout", "2",
                   "--threshold", "seal_rate >= 0.5") as master:
         log = tmp_path / "master.log"
         deadline = time.monotonic() + 60

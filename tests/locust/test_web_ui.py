@@ -20,6 +20,8 @@ import psutil
 import pyarrow.parquet as pq
 import pytest
 
+import loadkit
+
 from .conftest import clean_env, free_port, locust_argv
 
 pytestmark = pytest.mark.slow
@@ -176,6 +178,14 @@ def test_the_tab_moves_in_a_browser_and_each_test_is_its_own_run(tmp_path):
         assert "items/s now" in _tab_value(dom, "items/s")
         assert re.search(r"p95 [\d.,]+ ms", _tab_value(dom, "total latency"))
         first = ui.stop()
+        assert {"run_id", "items_per_s", "mb_per_s", "batches", "sealed", "seal_rate",
+                "stall_share", "violations", "retries", "rate_limited",
+                "p95_total_ms"} <= set(first)
+        # no batch is cut mid-send by the stop (a user between batches stops gracefully)
+        assert first["sealed"] == first["batches"] > 0
+        assert first["seal_rate"] == 1.0
+        # a notebook reads the run while the UI stays up
+        assert loadkit.load_run(ui.run_dirs()[0]).summary()["batches"] == first["batches"]
         assert len(ui.run_dirs()) == 1
         assert (ui.run_dirs()[0] / "records.parquet").exists()
         dom = _chromium(f"{ui.url}/?tab=loadkit", tmp_path / "profile-2")

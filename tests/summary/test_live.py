@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from loadkit.live import LiveRun, tab_rows
+from loadkit.records import records_table
 from loadkit.summary import figures
 
 
@@ -127,3 +128,12 @@ def test_an_ended_run_keeps_its_figures_and_lets_its_records_go():
     live.end(report_url="/loadkit/runs/r/report")
     assert live.snapshot(force=True)["batches"] == 2_000
     assert live._tables == []
+
+
+def test_an_ended_run_s_figures_are_those_of_its_files():
+    """Given the run's records as written, the final figures are theirs, not the view's."""
+    rows = _records(500)
+    live = LiveRun("r", "/tmp/r", started_at=1_000.0)
+    live.add(rows[:499])  # one record never reached the live view
+    live.end(table=records_table(rows))
+    assert live.snapshot()["batches"] == 500
