@@ -122,6 +122,7 @@ def _cluster(hosts: Hosts, tmp_path: Path, *master_args: str):
     workers = [hosts.popen(w, _locust("--worker", "--master-host", m, "--master-port",
                                       MASTER_PORT), tmp_path, tmp_path / f"{w}.log")
                for w in ("worker1", "worker2")]
+    master.workers = workers  # type: ignore[attr-defined]
     try:
         yield master
     finally:
@@ -193,10 +194,12 @@ def test_a_partitioned_worker_loses_no_record(hosts, tmp_path):
     assert all(r["outcome"] == "sealed" for r in rows)
 
 
-def test_a_worker_cut_off_past_the_heartbeat_timeout_is_named_and_bounded(hosts, tmp_path):
-    """A worker cut off for the rest of the run is marked missing; the run still finalises,
-    run.json names it with a bound on its missing records, the server's counters differ from
-    the records by no more than that bound, and the summary says why."""
+@pytest.mark.parametrize("loss", ["link down", "SIGKILL"])
+def test_a_worker_lost_for_good_is_named_and_bounded(hosts, tmp_path, loss):
+    """A worker cut off for the rest of the run, or killed, on a host of its own is marked
+    missing; the run still finalises, run.json names it with a bound on its missing
+    records, the server's counters differ from the records by no more than that bound, and
+    the summary says why."""
     with _cluster(hosts, tmp_path, "-u", "4", "-r", "4", "-t", "12s", "--stop-timeout", "2",
                   "--threshold", "seal_rate >= 0.5") as master:
         log = tmp_path / "master.log"
@@ -206,7 +209,10 @@ def test_a_worker_cut_off_past_the_heartbeat_timeout_is_named_and_bounded(hosts,
             assert master.poll() is None, log.read_text()
             time.sleep(0.1)
         time.sleep(2.0)
-        hosts.link("worker1", "down")  # for good: the master finishes without it
+        if loss == "SIGKILL":
+            os.killpg(master.workers[0].pid, signal.SIGKILL)
+        else:
+            hosts.link("worker1", "down")  # for good: the master finishes without it
         assert master.wait(timeout=180) == 0, log.read_text()[-3000:]
     output = (tmp_path / "master.log").read_text()
     assert "setting state to missing" in output
