@@ -25,6 +25,7 @@ from .flags import differences, given_options
 from .messages import (
     MSG_ABORT,
     MSG_CHUNKS,
+    MSG_CLOCK,
     MSG_CPU,
     MSG_FINAL,
     MSG_FINAL_DONE,
@@ -59,6 +60,9 @@ class MasterRole(RunOwner):
         """Workers that sent their last records of this test."""
         self.refused: dict[str, str] = {}
         """Workers refused at connect (another loadkit version, other options): why."""
+        self.clocks: dict[str, dict[str, Any]] = {}
+        """Per worker: its clock's offset from the master's (master − worker, seconds) as it
+        last reported it, with the round trip it was measured over."""
         self.heard: dict[str, dict[str, Any]] = {}
         """Per worker of the current run: records taken, first and last record end, when its
         last records message came, its users."""
@@ -70,6 +74,7 @@ class MasterRole(RunOwner):
         runner.register_message(MSG_ABORT, self._on_abort)
         runner.register_message(MSG_CPU, self._on_cpu)
         runner.register_message(MSG_HELLO, self._on_hello)
+        runner.register_message(MSG_CLOCK, self._on_clock)
 
     # -- test start and stop ---------------------------------------------------------------
 
@@ -171,7 +176,22 @@ class MasterRole(RunOwner):
                 "records_per_s": rate,
                 "may_be_missing_at_most": math.ceil(2 * rate * SEND_EVERY) + users,
             })
-        return {"missing_workers": missing} if missing else {}
+        out: dict[str, Any] = {"missing_workers": missing} if missing else {}
+        if self.clocks:
+            out["clock_offsets"] = dict(sorted(self.clocks.items()))
+        return out
+
+    def _on_clock(self, environment: Any, msg: Any, **_kw: Any) -> None:
+        """A worker's clock exchange: answer with this clock, keep its last estimate."""
+        data = msg.data or {}
+        with contextlib.suppress(Exception):
+            environment.runner.send_message(
+                MSG_CLOCK, {"sent": data.get("sent"), "master": time.time()},
+                client_id=msg.node_id)
+        if data.get("offset") is not None:
+            entry = self.clocks.setdefault(msg.node_id, {"first_offset_s": data["offset"]})
+            entry.update(offset_s=data["offset"], rtt_ms=float(data["rtt"]) * 1000.0,
+                         at=time.time())
 
     def _on_hello(self, environment: Any, msg: Any, **_kw: Any) -> None:
         """A worker connected: refuse it, in one line each side, when its loadkit version or

@@ -18,14 +18,33 @@ message                direction        data
                                         version and the run options the worker was given
                                         (those it leaves at their default are the master's)
 ``loadkit_refuse``     master → worker  why the worker cannot join (a string): it quits
+``loadkit_clock``      worker → master  ``{"sent", "offset", "rtt"}``: the worker's clock when
+                                        sent, and its last offset estimate (every
+                                        :data:`CLOCK_EVERY_S`, and at connect)
+``loadkit_clock``      master → worker  ``{"sent", "master"}``: the same ``sent`` and the
+                                        master's clock when it answered
 =====================  ===============  ===================================================
 """
 
 from __future__ import annotations
 
-__all__ = ["CPU_EVERY_S", "MSG_ABORT", "MSG_CHUNKS", "MSG_CPU", "MSG_FINAL", "MSG_FINAL_DONE",
-           "MSG_HELLO", "MSG_PLAN", "MSG_RATE", "MSG_RECORDS", "MSG_REFUSE", "ROWS_PER_MESSAGE",
-           "SEND_EVERY"]
+__all__ = [
+           "CLOCK_EVERY_S",
+           "CPU_EVERY_S",
+           "MSG_ABORT",
+           "MSG_CHUNKS",
+           "MSG_CLOCK",
+           "MSG_CPU",
+           "MSG_FINAL",
+           "MSG_FINAL_DONE",
+           "MSG_HELLO",
+           "MSG_PLAN",
+           "MSG_RATE",
+           "MSG_RECORDS",
+           "MSG_REFUSE",
+           "ROWS_PER_MESSAGE",
+           "SEND_EVERY",
+]
 
 MSG_PLAN = "loadkit_plan"
 MSG_RECORDS = "loadkit_records"
@@ -37,6 +56,10 @@ MSG_RATE = "loadkit_rate"
 MSG_CPU = "loadkit_cpu"
 MSG_HELLO = "loadkit_hello"
 MSG_REFUSE = "loadkit_refuse"
+MSG_CLOCK = "loadkit_clock"
+
+CLOCK_EVERY_S = 5.0
+"""Seconds between a worker's clock exchanges with the master (the first at connect)."""
 
 CPU_EVERY_S = 0.5
 """Seconds between samples of a load generator's CPU during a capacity search."""

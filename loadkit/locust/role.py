@@ -65,6 +65,9 @@ class Role:
         self.schedule = Schedule()
         self.aborted: str | None = None
         """Why the run was stopped early, once it was."""
+        self.clock_offset = 0.0
+        """Seconds to add to this host's clock to read the master's (a worker measures it;
+        0 where the process owns the run): timetables and records are in the master's time."""
         self._user_ids = itertools.count()
         self._auth_streak = 0
         self._accepted_any = False
@@ -93,6 +96,10 @@ class Role:
         """Per-chunk timing rows of one batch (``--keep-chunk-timings true``)."""
         raise NotImplementedError
 
+    def now(self) -> float:
+        """The run's time: the master's clock (epoch seconds), as well as this host knows it."""
+        return time.time() + self.clock_offset
+
     def next_user_id(self) -> int:
         return next(self._user_ids)
 
@@ -115,7 +122,7 @@ class Role:
         while True:
             timetable = self.timetable()
             due = timetable.start_time(seq)
-            now = time.time()
+            now = self.now()
             if due <= now:
                 return due
             if self.stopping:

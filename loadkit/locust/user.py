@@ -104,6 +104,8 @@ class BatchUser(User):
         else:
             seq = role.next_seq()
         batch = self.spec.batch(seq)
+        if intended_at is not None:  # the timetable's start, on this host's clock
+            intended_at -= role.clock_offset
         started_at, t0 = time.time(), time.perf_counter()
         try:
             result = self.batch_client.send(batch)
@@ -130,13 +132,15 @@ class BatchUser(User):
         drop_after = role.options.run.drop_after
         while True:
             seq, intended_at = role.next_start()
-            now = time.time()
+            now = role.now()
             if now - intended_at > drop_after:
                 stats.fire(self.environment, "dropped", 0.0, 0,
                            "dropped: no user free within --drop-after")
+                off = role.clock_offset  # records are made on this host's clock
                 role.add(dropped_record(run_id=role.run_id, worker_id=role.worker_id,
-                                        user_id=self.user_id, seq=seq, intended_at=intended_at,
-                                        now=now, drop_after=drop_after))
+                                        user_id=self.user_id, seq=seq,
+                                        intended_at=intended_at - off, now=now - off,
+                                        drop_after=drop_after))
                 continue
             if intended_at > now:
                 due = role.wait_for_start(seq)

@@ -23,9 +23,11 @@ from loadkit.vocabulary import ExitCode
 
 from .flags import parse_given_options, set_options
 from .messages import (
+    CLOCK_EVERY_S,
     CPU_EVERY_S,
     MSG_ABORT,
     MSG_CHUNKS,
+    MSG_CLOCK,
     MSG_CPU,
     MSG_FINAL,
     MSG_FINAL_DONE,
@@ -40,7 +42,12 @@ from .messages import (
 from .role import Role
 from .schedule import Plan
 
-__all__ = ["SEND_EVERY", "WorkerRole"]
+__all__ = ["CLOCK_SAMPLES", "SEND_EVERY", "WorkerRole"]
+
+CLOCK_SAMPLES = 8
+"""Clock exchanges kept; the one with the shortest round trip sets the offset."""
+_EPOCH_FIELDS = ("intended_at", "started_at", "ended_at")
+"""Record fields that are wall-clock times (the rest are durations and counts)."""
 
 
 log = logging.getLogger("loadkit")
@@ -62,6 +69,10 @@ class WorkerRole(Role):
         runner.register_message(MSG_FINAL, self._on_final)
         runner.register_message(MSG_RATE, self._on_rate)
         runner.register_message(MSG_REFUSE, self._on_refuse)
+        runner.register_message(MSG_CLOCK, self._on_clock)
+        self._clock: list[tuple[float, float]] = []
+        """(round trip, offset) of the recent clock exchanges."""
+        gevent.spawn(self._clock_loop)
         gevent.spawn(self._send_loop)
         self._cpu_loop: Any = None
         self.refused: str | None = None
@@ -86,7 +97,34 @@ class WorkerRole(Role):
     # -- records --------------------------------------------------------------------------
 
     def add(self, record: dict[str, Any]) -> None:
+        if self.clock_offset:  # to the master's time, which the whole run is recorded in
+            for key in _EPOCH_FIELDS:
+                if record.get(key) is not None:
+                    record[key] += self.clock_offset
         self._records.append(record)
+
+    # -- the master's clock -----------------------------------------------------------------
+
+    def _clock_loop(self) -> None:
+        while not self.refused:
+            runner = self.environment.runner
+            rtt, offset = min(self._clock) if self._clock else (None, None)
+            try:
+                runner.send_message(MSG_CLOCK, {"sent": time.time(), "offset": offset,
+                                                "rtt": rtt})
+            except Exception:
+                log.debug("loadkit: could not send a clock exchange", exc_info=True)
+            gevent.sleep(CLOCK_EVERY_S if self._clock else 0.2)
+
+    def _on_clock(self, environment: Any, msg: Any, **_kw: Any) -> None:
+        """The master's answer: its clock, read half a round trip before this reading of
+        ours (the exchange with the shortest round trip of the last few wins)."""
+        received = time.time()
+        data = msg.data or {}
+        rtt = received - float(data["sent"])
+        offset = float(data["master"]) + rtt / 2.0 - received
+        self._clock = [*self._clock[-(CLOCK_SAMPLES - 1):], (rtt, offset)]
+        self.clock_offset = min(self._clock)[1]
 
     def add_chunks(self, rows: Sequence[dict[str, Any]]) -> None:
         self._chunks.extend(rows)
