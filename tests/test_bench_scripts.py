@@ -18,6 +18,8 @@ BENCH = Path(__file__).resolve().parent.parent / "bench"
         ["client.py", "--items", "2000", "--payload-bytes", "100", "--runs", "1"],
         ["capacity.py", "--runs", "1", "--step-seconds", "1", "--ingest-rate", "4000",
          "--start", "2000"],
+        ["master.py", "--workers", "1", "--start", "2000", "--max-steps", "2",
+         "--step-seconds", "2", "--finish"],
     ],
 )
 def test_bench_script_runs(argv):
