@@ -13,6 +13,7 @@ import pytest
 from loadkit import wire
 from loadkit.errors import ConfigError
 from loadkit.server import ReferenceServer, ServerConfig
+from loadkit.server.app import _Pacer
 
 from .conftest import KEY, Api, lines, wait_for
 
@@ -119,6 +120,24 @@ def test_ingest_rate_cap_is_what_the_server_reports():
         assert sum(series) == 3000
         full_seconds = series[1:-1]
         assert all(1600 <= n <= 2400 for n in full_seconds), series
+
+
+def test_ingest_pacer_makes_up_a_late_wake_instead_of_losing_rate():
+    """A consumer waking 3 ms late for every 10 ms slot still gets the capped rate."""
+    pacer, now = _Pacer(2000), 100.0
+    for _ in range(300):  # 6,000 items in groups of 20
+        now += max(pacer.reserve(20, now), 0.0) + 0.003
+    # 3 s for 6,000 items, less the slack's head start (the pacer was idle before)
+    assert now - 100.0 == pytest.approx(6000 / 2000 - _Pacer.SLACK_S, abs=0.005)
+
+
+def test_ingest_pacer_bursts_at_most_its_slack_after_idling():
+    """After idling, no more than rate × slack items pass before waits begin."""
+    pacer = _Pacer(2000)
+    free = 0
+    while pacer.reserve(20, 50.0) <= 0:
+        free += 20
+    assert free <= 2000 * _Pacer.SLACK_S
 
 
 def _fault_draws(seed: int, error_rate: float = 0.0, drop_rate: float = 0.0,
