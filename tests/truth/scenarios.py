@@ -24,8 +24,9 @@ from typing import Any
 
 import numpy as np
 import orjson
+import pandas as pd
 
-from loadkit.analysis import Run, load_run
+from loadkit.analysis import Run, latency, load_run
 from loadkit.generators import BatchSpec
 
 REPO = Path(__file__).resolve().parents[2]
@@ -206,15 +207,33 @@ WARMUP_S = 1.0
 """Batches that started in the first second (connections opening) are left out."""
 
 
+CREATE_ROUNDS = 2
+CREATE_ARRIVAL_RATE = 8.0
+
+
 def create_latency(workdir: Path, delay: float = CREATE_DELAY) -> tuple[list[dict], dict]:
-    """Open model, 20 small batches/s over four users (so both runs load the server alike
-    and lightly): the baseline run, then the same with ``--server-create-delay``."""
-    common = ("-u", "4", "-r", "4", "-t", "6s", "--items", "20", "--payload-bytes", "64",
-              "--arrival-rate", "20")
-    base = locust(workdir / "base", *common).window(WARMUP_S)
-    delayed = locust(workdir / "delayed", *common, "--server-create-delay",
-                     f"{delay:g}").window(WARMUP_S)
-    lb, ld = base.latency().loc["create"], delayed.latency().loc["create"]
+    """One user, open model, 8 small batches/s (one every 125 ms, so with the delay each
+    batch still ends before the next is due and no create shares the server with other
+    work): the baseline run and the same with ``--server-create-delay``, alternated for
+    ``CREATE_ROUNDS`` rounds so both see the machine as it was; each kind's percentiles are
+    over its rounds' batches together.
+
+    With four users at 20 batches/s (as this was), a delayed create's answer often waited
+    behind another batch's stream on the server's one event loop, which the baseline's short
+    creates rarely met: p90/p95 read 6-8 % over D + baseline with a busy core. That is the
+    server's real head-of-line wait, not an error of the measure, but it is not what this
+    scenario's truth (D + baseline) describes.
+    """
+    common = ("-u", "1", "-r", "1", "-t", "5s", "--items", "20", "--payload-bytes", "64",
+              "--arrival-rate", f"{CREATE_ARRIVAL_RATE:g}")
+    base: list[Run] = []
+    delayed: list[Run] = []
+    for i in range(CREATE_ROUNDS):
+        base.append(locust(workdir / f"base{i}", *common).window(WARMUP_S))
+        delayed.append(locust(workdir / f"delayed{i}", *common, "--server-create-delay",
+                              f"{delay:g}").window(WARMUP_S))
+    lb = latency(pd.concat([r.batches for r in base], ignore_index=True)).loc["create"]
+    ld = latency(pd.concat([r.batches for r in delayed], ignore_index=True)).loc["create"]
     rows = [
         row("latency", f"create {p} (ms) vs D + baseline {p}", delay * 1000 + float(lb[p]),
             float(ld[p]), tolerance="±5 %" if p != "p99" else "reported")
@@ -243,6 +262,23 @@ def _server_pid(locust_pid: int) -> int | None:
         if ppid == locust_pid and b"loadkit\x00serve" in cmdline:
             return int(entry)
     return None
+
+
+def expected_over_half_pause(pause_s: float, service_s: float, rate: float = ARRIVAL_RATE,
+                             users: int = OPEN_USERS) -> float:
+    """How many batches wait more than half a server freeze of ``pause_s``, counted from
+    their intended starts, when each takes ``service_s`` once the server answers.
+
+    A batch due ``t`` seconds into the freeze is the ``k = rate·t``-th of the backlog; on
+    resume the ``users`` drain it in order, so it ends at ``pause + (⌊k/users⌋ + 1)·service``
+    and waited ``L(t) = pause − t + (rate·t/users + 1)·service``. ``L(t) > pause/2`` while
+    ``t < t* = (pause/2 + service) / (1 − rate·service/users)``: ``rate·t*`` batches, plus
+    the ``rate·service`` already in flight when the server froze. Without the backlog term
+    (``service`` → 0) this is ``rate·pause/2``, which runs 1 to 3 short (22 and 23 counted
+    against 20, slower with a loaded machine).
+    """
+    t_star = (pause_s / 2 + service_s) / (1 - rate * service_s / users)
+    return rate * (t_star + service_s)
 
 
 def open_model_pause(workdir: Path, pause: float = PAUSE_S) -> tuple[list[dict], dict]:
@@ -277,11 +313,12 @@ def open_model_pause(workdir: Path, pause: float = PAUSE_S) -> tuple[list[dict],
     intended = b["total_from_intended_ms"].to_numpy(dtype=float)
     actual = b["total_ms"].to_numpy(dtype=float)
     half = p * 1000 / 2
+    over_half = expected_over_half_pause(p, float(np.median(actual)) / 1000)
     rows = [
         row("open model pause", "max latency from intended start (ms) vs pause",
             p * 1000, float(intended.max()), tolerance="±5 %"),
         row("open model pause", "batches waiting > pause/2 from intended start",
-            ARRIVAL_RATE * p / 2, float((intended > half).sum()),
+            over_half, float((intended > half).sum()),
             tolerance="±max(2, 10 %)"),
         row("open model pause", "batches waiting > pause/2 from actual start (≤ users)",
             float(OPEN_USERS), float((actual > half).sum()), relative=False,
@@ -289,7 +326,8 @@ def open_model_pause(workdir: Path, pause: float = PAUSE_S) -> tuple[list[dict],
         row("open model pause", "p90 latency from actual start (ms), pause hidden",
             p * 1000, float(np.percentile(actual, 90)), tolerance="< 5 % of pause"),
     ]
-    return rows, {"run": run, "pause_s": p, "paused_at": paused["at"]}
+    return rows, {"run": run, "pause_s": p, "paused_at": paused["at"],
+                  "expected_over_half": over_half}
 
 
 # --- 4. dedupe and seal --------------------------------------------------------------------
