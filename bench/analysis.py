@@ -8,21 +8,29 @@ a few faults and 429s), writes them as a run directory, then times in the same p
 - bare:    ``pyarrow.parquet.read_table(records.parquet)``
 - loadkit: ``load_run(dir)`` + ``summary()`` + ``latency()`` + ``throughput("1s")``
 
-Each is run ``--repeat`` times, bare and loadkit interleaved; the best time counts. Prints
-the ratio (target ≤ 3×).
+Rounds (``bench/_rounds.py``): one discarded warm-up round of both (imports, page cache),
+then ``--rounds`` rounds (``--repeat`` is the same option; default 40) of bare and loadkit,
+alternating (ABBA). Each round's ratio is loadkit's time ÷ bare's in that round; the figure
+is the median of those ratios (target ≤ 3×), its spread on the line under it. The times
+shown, and loadkit's steps (timed inside each loadkit round), are medians over the rounds.
+Cost at the default size (1,000,000 records), on a 2-core machine: ~1.1 s per round (scaled
+from 0.33 s at 300,000 records), after ~5 s to generate and write the records: ~1 min in
+all.
 
-    .venv/bin/python bench/analysis.py [--records 1000000] [--repeat 5]
+    .venv/bin/python bench/analysis.py [--records 1000000] [--rounds 40] [--json PATH]
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import statistics
 import tempfile
 import time
 import warnings
 from pathlib import Path
 
+import _rounds
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -130,19 +138,10 @@ def synthetic(n: int, seed: int = 1) -> pa.Table:
     return pa.Table.from_arrays(arrays, schema=ARROW_SCHEMA)
 
 
-def best(fn, repeat: int) -> float:
-    times = []
-    for _ in range(repeat):
-        t = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t)
-    return min(times)
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--records", type=int, default=1_000_000)
-    parser.add_argument("--repeat", type=int, default=5)
+    _rounds.add_arguments(parser, default=40, aliases=("--repeat",), per_round="~1.1 s")
     args = parser.parse_args()
 
     with tempfile.TemporaryDirectory() as tmp:
@@ -158,43 +157,56 @@ def main() -> None:
         print(f"records: {args.records:,}  generated in {gen_s:.2f} s  "
               f"parquet {size / 1e6:.1f} MB")
 
-        def bare() -> None:
+        def bare() -> float:
+            t0 = time.perf_counter()
             pq.read_table(run_dir / "records.parquet")
+            return time.perf_counter() - t0
 
         answers = {}
 
-        def loadkit_path() -> None:
+        def loadkit_path() -> tuple[float, dict[str, float]]:
+            """The whole path, and the seconds of each of its steps."""
+            t0 = time.perf_counter()
             with warnings.catch_warnings():
                 warnings.simplefilter("error")
                 run = load_run(run_dir)
+            t1 = time.perf_counter()
             answers["summary"] = run.summary()
+            t2 = time.perf_counter()
             answers["latency"] = run.latency()
+            t3 = time.perf_counter()
             answers["throughput"] = run.throughput("1s")
+            t4 = time.perf_counter()
+            return t4 - t0, {"load_run": t1 - t0, "summary": t2 - t1, "latency": t3 - t2,
+                             "throughput": t4 - t3}
 
-        bare()
-        loadkit_path()  # warm both (imports, page cache)
-        bare_s = total_s = float("inf")
-        for _ in range(args.repeat):  # interleaved, so both see the same machine
-            bare_s = min(bare_s, best(bare, 1))
-            total_s = min(total_s, best(loadkit_path, 1))
-        steps = {}
-        run = load_run(run_dir)
-        steps["load_run"] = best(lambda: load_run(run_dir), args.repeat)
-        steps["summary"] = best(run.summary, args.repeat)
-        steps["latency"] = best(run.latency, args.repeat)
-        steps["throughput"] = best(lambda: run.throughput("1s"), args.repeat)
+        # interleaved, so both see the same machine
+        got = _rounds.interleave({"bare": bare, "loadkit": loadkit_path}, args.rounds)
+        bare_times = got["bare"]
+        totals = [total for total, _ in got["loadkit"]]
+        steps = {name: statistics.median(s[name] for _, s in got["loadkit"])
+                 for name in got["loadkit"][0][1]}
+        report = _rounds.Report("analysis")
+        report.info.update(records=args.records, parquet_bytes=size)
+        fig = report.add("ratio loadkit / bare", _rounds.ratios(totals, bare_times),
+                         target=_rounds.at_most(3.0, "<= 3x"), unit="x")
 
         s = answers["summary"]
         print(f"check: batches {s['batches']:,}  items/s {s['items_per_s']:,.0f}  "
               f"p99 total {answers['latency'].loc['total', 'p99']:.1f} ms  "
               f"buckets {len(answers['throughput'])}")
-        print(f"bare pyarrow read_table:                      {bare_s * 1000:8.1f} ms")
+        print(got.timing_line() + "; times: medians over the rounds")
+        print(f"bare pyarrow read_table:                      "
+              f"{statistics.median(bare_times) * 1000:8.1f} ms")
         for name, secs in steps.items():
             print(f"  {name:<12}                                {secs * 1000:8.1f} ms")
-        print(f"loadkit load_run+summary+latency+throughput:  {total_s * 1000:8.1f} ms")
-        ratio = total_s / bare_s
+        print(f"loadkit load_run+summary+latency+throughput:  "
+              f"{statistics.median(totals) * 1000:8.1f} ms")
+        ratio = fig.median
         print(f"ratio loadkit / bare: {ratio:.2f}x  (target <= 3x: "
               f"{'met' if ratio <= 3 else 'NOT met'})")
+        print(fig.spread_line())
+        report.write(args.json)
 
 
 if __name__ == "__main__":

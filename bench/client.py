@@ -1,6 +1,7 @@
 """Client speed and memory, all against one reference server (process mode) in one run.
 
-Run: ``python bench/client.py [--items 50000] [--payload-bytes 256] [--runs 5]``. Prints:
+Run: ``python bench/client.py [--items 50000] [--payload-bytes 100,256] [--rounds 40]
+[--json PATH]``. Prints:
 
 1. **loadkit vs one pre-encoded body**: items/s of ``BatchClient`` streaming a batch (lines
    generated on the fly, every chunk write timed) ÷ items/s of an httpx upload of the same
@@ -15,7 +16,20 @@ Run: ``python bench/client.py [--items 50000] [--payload-bytes 256] [--runs 5]``
    same lines (``chunks()`` + ``clean_chunks()``) without sending.
 
 Items/s of a stream = run_count ÷ (request start → answer read), the batch created
-beforehand. Each variant runs ``--runs`` times, interleaved, and the median is shown.
+beforehand (a fresh batch each time).
+
+Rounds (``bench/_rounds.py``), per payload size: one discarded warm-up round, then
+``--rounds`` rounds (``--runs`` is the same option; default 40) in which every variant sends
+one batch, in alternating order (ABBA); the one-line-per-chunk variant sends
+min(``--items``, 20,000) items (it is slow). Each round's ratios pair loadkit with the
+variants run next to it in that round; each figure is the median of those ratios, its
+spread on the line under it (the measurement cost: the median of the rounds' chunk timings ÷
+bare − 1, its sign dropped on the figure's line, kept in the spread). The items/s shown are
+the medians over the rounds. The memory part (4) is measured once, not in rounds (its
+figure is the same from run to run within a few MB). Cost at the default sizes on a 2-core
+machine: ~0.8 s per round per payload size, ~1.6 s per round for both (scaled from 0.5 s
+per payload size at 20,000 items, where the one-line-per-chunk variant weighs most): ~65 s
+of rounds plus ~10 s for the memory part.
 """
 
 from __future__ import annotations
@@ -28,6 +42,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 
+import _rounds
 import httpx
 import psutil
 
@@ -72,47 +87,63 @@ def _one_line_per_chunk(batch: GeneratedBatch) -> Iterator[bytes]:
     yield from batch.lines()
 
 
-def throughput(url: str, args: argparse.Namespace, payload_bytes: str) -> None:
+def throughput(url: str, args: argparse.Namespace, payload_bytes: str,
+               report: _rounds.Report) -> None:
     spec = BatchSpec.parse(items=str(args.items), payload_bytes=payload_bytes,
                            max_items=str(args.items))
+    sdk_spec = spec.with_(items=str(min(args.items, 20_000)))
     http = httpx.Client(base_url=url, timeout=300)
     plain = BatchClient(url, KEY, retry=RetryPolicy.none())
     timed = BatchClient(url, KEY, retry=RetryPolicy.none(), keep_chunk_timings=True)
     seq = iter(range(10**6))
-    results: dict[str, list[float]] = {k: [] for k in (
-        "loadkit", "loadkit+chunk timings", "pre-encoded one piece", "bare coalesced chunks",
-        "one line per chunk (SDK)")}
-    variants: dict[str, Callable[[GeneratedBatch], float]] = {
-        "loadkit": lambda b: _loadkit(plain, b),
-        "loadkit+chunk timings": lambda b: _loadkit(timed, b),
-        "pre-encoded one piece": lambda b: _upload(http, b, b"".join(b.chunks())),
-        "bare coalesced chunks": lambda b: _upload(http, b, _bare_chunks(b)),
+
+    def fresh(send: Callable[[GeneratedBatch], float],
+              batches: BatchSpec = spec) -> Callable[[], float]:
+        """A variant of a round: ``send`` a fresh batch, return its items/s."""
+        return lambda: send(batches.batch(next(seq)))
+
+    variants: dict[str, Callable[[], float]] = {
+        "loadkit": fresh(lambda b: _loadkit(plain, b)),
+        "loadkit+chunk timings": fresh(lambda b: _loadkit(timed, b)),
+        "pre-encoded one piece": fresh(lambda b: _upload(http, b, b"".join(b.chunks()))),
+        "bare coalesced chunks": fresh(lambda b: _upload(http, b, _bare_chunks(b))),
+        "one line per chunk (SDK)": fresh(lambda b: _upload(http, b, _one_line_per_chunk(b)),
+                                          sdk_spec),
     }
-    for fn in variants.values():  # warm-up
-        fn(spec.batch(next(seq)))
-    for _ in range(args.runs):
-        for name, fn in variants.items():
-            results[name].append(fn(spec.batch(next(seq))))
-    sdk_spec = spec.with_(items=str(min(args.items, 20_000)))
-    for _ in range(max(1, args.runs // 2)):
-        results["one line per chunk (SDK)"].append(
-            _upload(http, sdk_b := sdk_spec.batch(next(seq)), _one_line_per_chunk(sdk_b)))
-    med = {k: statistics.median(v) for k, v in results.items()}
+    got = _rounds.interleave(variants, args.rounds)
+    med = {k: statistics.median(v) for k, v in got.values.items()}
     batch = spec.batch(0)
     size = sum(len(c) for c in batch.chunks())
     print(f"\nbatch: {args.items:,} items of {payload_bytes} B payload, {size / 1e6:.1f} MB, "
-          f"chunks of {spec.chunk_bytes // 1024} KiB; median of {args.runs} runs (SDK-style: "
+          f"chunks of {spec.chunk_bytes // 1024} KiB; median of {len(got)} rounds (SDK-style: "
           f"{sdk_spec.items} items)")
+    print(f"  {got.timing_line()}")
     for name, value in med.items():
         print(f"  {name:<28} {value / 1e6:7.3f} M items/s")
-    r1 = med["loadkit"] / med["pre-encoded one piece"]
-    r2 = med["loadkit"] / med["one line per chunk (SDK)"]
-    r3 = abs(med["loadkit+chunk timings"] / med["bare coalesced chunks"] - 1)
-    r3b = abs(med["loadkit+chunk timings"] / med["loadkit"] - 1)
-    print(f"loadkit ÷ pre-encoded one piece:        {r1:6.2f}   (target ≥ 0.9)")
-    print(f"loadkit ÷ one line per chunk (SDK):     {r2:6.1f}×  (target ≥ 10×)")
-    print(f"measurement cost, chunk timings vs bare: {r3 * 100:5.1f} %  (target ≤ 5 %)")
-    print(f"  chunk timings kept vs not kept:        {r3b * 100:5.1f} %")
+    at = f" [{payload_bytes} B payload]"
+    r1 = report.add("loadkit ÷ pre-encoded one piece" + at,
+                    _rounds.ratios(got["loadkit"], got["pre-encoded one piece"]),
+                    target=_rounds.at_least(0.9, "≥ 0.9"))
+    r2 = report.add("loadkit ÷ one line per chunk (SDK)" + at,
+                    _rounds.ratios(got["loadkit"], got["one line per chunk (SDK)"]),
+                    target=_rounds.at_least(10, "≥ 10×"), unit="×", fmt=".1f")
+    # signed per round (timings ÷ bare − 1, in %); the figure's line shows its size
+    r3 = report.add("measurement cost, chunk timings vs bare (%)" + at,
+                    [(r - 1) * 100 for r in _rounds.ratios(got["loadkit+chunk timings"],
+                                                           got["bare coalesced chunks"])],
+                    target=_rounds.within(-5, 5, "≤ 5 % either way"), unit=" %", fmt="+.1f")
+    r3b = report.add("chunk timings kept vs not kept (%)" + at,
+                     [(r - 1) * 100 for r in _rounds.ratios(got["loadkit+chunk timings"],
+                                                            got["loadkit"])],
+                     unit=" %", fmt="+.1f")
+    print(f"loadkit ÷ pre-encoded one piece:        {r1.median:6.2f}   (target ≥ 0.9)")
+    print(r1.spread_line())
+    print(f"loadkit ÷ one line per chunk (SDK):     {r2.median:6.1f}×  (target ≥ 10×)")
+    print(r2.spread_line())
+    print(f"measurement cost, chunk timings vs bare: {abs(r3.median):5.1f} %  (target ≤ 5 %)")
+    print(r3.spread_line())
+    print(f"  chunk timings kept vs not kept:        {abs(r3b.median):5.1f} %")
+    print(f"  {r3b.spread_line()}")
     http.close()
     plain.close()
     timed.close()
@@ -160,7 +191,7 @@ def _memory_child(url: str, items: int, mode: str, payload_bytes: str) -> None:
     print(rss.peak, note)
 
 
-def memory(url: str, args: argparse.Namespace) -> None:
+def memory(url: str, args: argparse.Namespace, report: _rounds.Report) -> None:
     peaks: dict[tuple[str, int], int] = {}
     for mode in ("client", "generator only"):
         for items in (1_000, 100_000):
@@ -175,6 +206,9 @@ def memory(url: str, args: argparse.Namespace) -> None:
                                                                        "generator only")}
     print(f"RSS growth 1,000 → 100,000 items, retries included: {growth['client']:5.1f} MB "
           "(target ≤ 10 MB)")
+    report.add("RSS growth 1,000 → 100,000 items, retries included (MB)", [growth["client"]],
+               target=_rounds.at_most(10, "≤ 10 MB"), unit=" MB", fmt=".1f",
+               note="measured once (not in rounds)")
     print(f"  of which generating the lines alone (loadkit.generators): "
           f"{growth['generator only']:5.1f} MB; the client's own: "
           f"{growth['client'] - growth['generator only']:5.1f} MB")
@@ -185,7 +219,8 @@ def main() -> None:
     parser.add_argument("--items", type=int, default=50_000)
     parser.add_argument("--payload-bytes", default="100,256",
                         help="payload sizes to run the throughput part with, comma-separated")
-    parser.add_argument("--runs", type=int, default=5)
+    _rounds.add_arguments(parser, default=40, aliases=("--runs",),
+                          per_round="~0.8 s per payload size")
     parser.add_argument("--memory-child", nargs=3, metavar=("URL", "ITEMS", "MODE"),
                         help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -193,11 +228,14 @@ def main() -> None:
         url, items, mode = args.memory_child
         _memory_child(url, int(items), mode, args.payload_bytes)
         return
+    report = _rounds.Report("client")
+    report.info.update(items=args.items, payload_bytes=args.payload_bytes)
     with ReferenceServer(mode="process", max_items=100_000) as server:
         print(f"reference server (process mode) at {server.url}")
-        memory(server.url, args)
+        memory(server.url, args, report)
         for payload in args.payload_bytes.split(","):
-            throughput(server.url, args, payload.strip())
+            throughput(server.url, args, payload.strip(), report)
+    report.write(args.json)
 
 
 if __name__ == "__main__":

@@ -1,7 +1,7 @@
 """loadkit's client vs curl posting the same bytes: items/s of one large batch's stream.
 
-Run: ``python bench/client_vs_curl.py [--items 200000] [--payload-bytes 100] [--runs 3]
-[--experiments]``.
+Run: ``python bench/client_vs_curl.py [--items 200000] [--payload-bytes 100] [--rounds 50]
+[--experiments] [--json PATH]``.
 
 One reference server (process mode, ``max_items`` raised to the batch size). The batch
 (``--shape flat`` by default) is encoded once to a file; each run creates a fresh batch,
@@ -15,10 +15,15 @@ then streams it:
   Without curl on the PATH, a raw socket posting the file's bytes (``sendall``, one
   Content-Length request) is the baseline instead.
 
-The variants alternate run by run; the ratio is median(loadkit) ÷ median(baseline)
-(target ≥ 0.9), printed with the spread (min–max) of the per-run ratios. Every answer is
-checked (200, sealed, itemsAccepted = run_count). CPU seconds of the client and of the
-server process are shown per variant: on a 2-core machine the client and the server compete.
+Rounds (``bench/_rounds.py``): one discarded warm-up round of both, then ``--rounds`` rounds
+(``--runs`` is the same option; default 50; no more rounds start after ``--max-seconds``)
+of loadkit and the baseline, alternating (ABBA). Each round's ratio is loadkit ÷ baseline
+items/s in that round; the figure is the median of those ratios (target ≥ 0.9), its spread
+on the line under it (``--json`` keeps every round's ratio). Every answer is checked
+(200, sealed, itemsAccepted = run_count). CPU seconds of the client and of the server
+process are shown per variant (medians): on a 2-core machine the client and the server
+compete. Cost at the default size (200,000 items, 30 MB) on a 2-core machine: ~1.2 s per
+round (scaled from 0.12 s at 20,000 items), ~1 min in all.
 
 ``--experiments`` adds what-if variants (local copies and monkeypatches in this file, loadkit
 itself is untouched): other chunk sizes, loadkit's chunks pre-generated (generation cost),
@@ -41,6 +46,7 @@ import tempfile
 import time
 from collections.abc import Callable, Iterable, Iterator
 
+import _rounds
 import httpx
 import psutil
 
@@ -222,26 +228,25 @@ def _busy() -> float:
 
 
 def run(bench: Bench, variants: dict[str, Callable[[], tuple[float, float]]],
-        runs: int) -> dict[str, dict[str, list[float]]]:
-    """Alternate the variants ``runs`` times (after one warm-up round); items/s and CPU."""
-    out: dict[str, dict[str, list[float]]] = {
-        k: {"ips": [], "cpu": [], "server_cpu": [], "other_cpu": []} for k in variants}
-    for fn in variants.values():
-        fn()
-    deadline = time.monotonic() + bench.args.max_seconds
-    for _ in range(runs):
-        for name, fn in variants.items():
+        rounds: int) -> dict[str, dict[str, list[float]]]:
+    """The variants in ``rounds`` alternating rounds (after one warm-up round); per variant,
+    per round: items/s and the CPU seconds of the client, the server and everything else."""
+
+    def measured(fn: Callable[[], tuple[float, float]]) -> Callable[[], dict[str, float]]:
+        def one() -> dict[str, float]:
             s0, b0 = bench.server_cpu(), _busy()
             seconds, cpu = fn()
             server = bench.server_cpu() - s0
-            out[name]["server_cpu"].append(server)
-            out[name]["other_cpu"].append(_busy() - b0 - server - cpu)
-            out[name]["ips"].append(bench.n / seconds)
-            out[name]["cpu"].append(cpu)
-        if time.monotonic() > deadline:
-            print(f"  (stopped after {len(out[name]['ips'])} runs: --max-seconds)")
-            break
-    return out
+            return {"ips": bench.n / seconds, "cpu": cpu, "server_cpu": server,
+                    "other_cpu": _busy() - b0 - server - cpu}
+        return one
+
+    got = _rounds.interleave({name: measured(fn) for name, fn in variants.items()}, rounds,
+                             max_seconds=bench.args.max_seconds)
+    print(f"  {got.timing_line()}")
+    return {name: {key: [r[key] for r in results]
+                   for key in ("ips", "cpu", "server_cpu", "other_cpu")}
+            for name, results in got.values.items()}
 
 
 def show(out: dict[str, dict[str, list[float]]], n: int) -> None:
@@ -256,20 +261,20 @@ def show(out: dict[str, dict[str, list[float]]], n: int) -> None:
 
 
 def busy_note(out: dict[str, dict[str, list[float]]]) -> None:
-    """Say when other processes used the CPUs during the runs (the figures are then not
+    """Say when other processes used the CPUs during the rounds (the figures are then not
     the client's: a client needing more CPU loses more when the 2 cores are shared)."""
     other = max(statistics.median(m["other_cpu"]) for m in out.values())
     if other > 0.05:
-        print(f"  NOTE: other processes used {other:.2f} CPU s per run (median): the machine was "
-              "busy, the ratios are not reliable; rerun on an idle machine")
+        print(f"  NOTE: other processes used {other:.2f} CPU s per variant and round (median): "
+              "the machine was busy, the ratios are not reliable; rerun on an idle machine")
 
 
-def ratio_line(out: dict[str, dict[str, list[float]]], ours: str, base: str, label: str) -> None:
-    a, b = out[ours]["ips"], out[base]["ips"]
-    per_run = sorted(x / y for x, y in zip(a, b, strict=True))
-    med = statistics.median(a) / statistics.median(b)
-    print(f"{label}: {med:5.2f}  (per-run ratios {', '.join(f'{r:.2f}' for r in per_run)}; "
-          f"target ≥ 0.9)")
+def ratio_line(out: dict[str, dict[str, list[float]]], ours: str, base: str, label: str,
+               report: _rounds.Report) -> None:
+    fig = report.add(label, _rounds.ratios(out[ours]["ips"], out[base]["ips"]),
+                     target=_rounds.at_least(0.9, "≥ 0.9"))
+    print(f"{label}: {fig.median:5.2f}  (target ≥ 0.9)")
+    print(fig.spread_line())  # (the per-round ratios, listed here before, are in --json's)
 
 
 def main() -> None:
@@ -277,9 +282,9 @@ def main() -> None:
     parser.add_argument("--items", type=int, default=200_000)
     parser.add_argument("--payload-bytes", type=int, default=100)
     parser.add_argument("--shape", default="flat")
-    parser.add_argument("--runs", type=int, default=3)
+    _rounds.add_arguments(parser, default=50, aliases=("--runs",), per_round="~1.2 s")
     parser.add_argument("--max-seconds", type=float, default=300.0,
-                        help="stop adding runs after this long")
+                        help="stop adding rounds after this long")
     parser.add_argument("--experiments", action="store_true",
                         help="also run the what-if variants (chunk sizes, no httpx, …)")
     parser.add_argument("--pin", action="store_true",
@@ -302,23 +307,26 @@ def main() -> None:
             print(f"reference server (process mode) at {server.url}; {os.cpu_count()} CPUs")
             print(f"batch: {bench.n:,} items, {args.payload_bytes} B {args.shape} payloads, "
                   f"{bench.size / 1e6:.1f} MB NDJSON; chunks of "
-                  f"{bench.spec.chunk_bytes // 1024} KiB; {args.runs} alternated runs")
+                  f"{bench.spec.chunk_bytes // 1024} KiB; {args.rounds} alternated rounds")
             print(f"baseline: {base}" + ("" if bench.curl else " (curl not found)"))
             variants: dict[str, Callable[[], tuple[float, float]]] = {
                 "loadkit BatchClient.send": bench.loadkit,
                 base: bench.curl_post if bench.curl else bench.raw_socket,
             }
-            out = run(bench, variants, args.runs)
+            report = _rounds.Report("client_vs_curl")
+            report.info.update(items=bench.n, body_bytes=bench.size, baseline=base)
+            out = run(bench, variants, args.rounds)
             show(out, bench.n)
-            ratio_line(out, "loadkit BatchClient.send", base, f"ratio loadkit ÷ {base}")
+            ratio_line(out, "loadkit BatchClient.send", base, f"ratio loadkit ÷ {base}", report)
             busy_note(out)
             if args.experiments:
-                experiments(bench, base)
+                experiments(bench, base, report)
+            report.write(args.json)
         finally:
             bench.close()
 
 
-def experiments(bench: Bench, base: str) -> None:
+def experiments(bench: Bench, base: str, report: _rounds.Report) -> None:
     """What-if variants: which part of the client's path costs what."""
     pre = list(bench.spec.batch(0).chunks())  # loadkit's 64 KiB chunks, generated once
     big = [b"".join(pre[i:i + 16]) for i in range(0, len(pre), 16)]  # ~1 MiB chunks
@@ -352,15 +360,16 @@ def experiments(bench: Bench, base: str) -> None:
     if bench.curl:
         variants[base] = bench.curl_post
         variants["curl, no Expect: 100-continue"] = lambda: bench.curl_post(["-H", "Expect:"])
-    print(f"\nexperiments ({bench.args.runs} alternated runs)")
-    out = run(bench, variants, bench.args.runs)
+    print(f"\nexperiments ({bench.args.rounds} alternated rounds)")
+    out = run(bench, variants, bench.args.rounds)
     show(out, bench.n)
     busy_note(out)
     ref = base if base in out else "raw socket, file's bytes"
-    ref_ips = statistics.median(out[ref]["ips"])
     for name in out:
-        if name != ref:
-            print(f"  {name:<36} ÷ {ref}: {statistics.median(out[name]['ips']) / ref_ips:5.2f}")
+        if name != ref:  # the median of the rounds' ratios, as the figure's
+            fig = report.add(f"experiment: {name} ÷ {ref}",
+                             _rounds.ratios(out[name]["ips"], out[ref]["ips"]))
+            print(f"  {name:<36} ÷ {ref}: {fig.median:5.2f}  ({fig.spread_line()})")
 
 
 if __name__ == "__main__":

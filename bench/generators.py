@@ -1,13 +1,22 @@
 """Generator speed: loadkit's byte templates vs orjson over the same items prebuilt as dicts.
 
-Run: ``python bench/generators.py [--batches N]``. Prints items/s and MB/s of
-``GeneratedBatch.chunks()`` for 1,000-item batches of 100-byte varied payloads, and in the
-same run items/s of two orjson baselines over the same items prebuilt as dicts:
+Run: ``python bench/generators.py [--batches N] [--rounds N] [--json PATH]``. Prints items/s
+and MB/s of ``GeneratedBatch.chunks()`` for 1,000-item batches of 100-byte varied payloads,
+and in the same process items/s of two orjson baselines over the same items prebuilt as
+dicts:
 
 - ``orjson chunks``: ``orjson.dumps`` of each dict, newline-joined into a body: what it
   takes to produce the same NDJSON bytes from dicts (the fair baseline: the ratio uses it);
 - ``orjson discard``: ``orjson.dumps`` of each dict with the result thrown away at once, a
   lower bound on encoding work that produces nothing to send (shown for reference).
+
+Rounds (``bench/_rounds.py``): one discarded warm-up round, then ``--rounds`` rounds (default
+100) in which the three variants each encode all ``--batches`` batches once, in alternating
+order (ABBA). Each round's ratio is the baseline's time ÷ loadkit's in that round; the
+figure is the median of those ratios (target ≥ 1.0), its spread on the line under it; the
+items/s shown are the medians over the rounds. Cost at the default size (200 batches of
+1,000 items) on a 2-core machine: ~0.16 s per round (scaled from 0.04 s at 50 batches),
+~20 s in all with the set-up.
 
 glibc's default malloc trims the heap so eagerly that keeping many orjson outputs alive
 runs ~10x slower than it should (measured here: 0.44 vs 4.6 M items/s). To compare against
@@ -19,21 +28,24 @@ from __future__ import annotations
 
 import argparse
 import os
+import statistics
 import sys
 import time
+from collections.abc import Callable
 
+import _rounds
 import orjson
 
 from loadkit.generators import BatchSpec
 
 
-def best_of(runs: int, fn) -> float:
-    times = []
-    for _ in range(runs):
+def timed(fn: Callable[[], None]) -> Callable[[], float]:
+    """``fn`` as a variant of a round: it returns the seconds the call took."""
+    def run() -> float:
         start = time.perf_counter()
         fn()
-        times.append(time.perf_counter() - start)
-    return min(times)
+        return time.perf_counter() - start
+    return run
 
 
 def main() -> None:
@@ -43,6 +55,7 @@ def main() -> None:
     parser.add_argument("--payload-bytes", default="100")
     parser.add_argument("--default-malloc", action="store_true",
                         help="keep glibc's default trimming (slows the orjson baseline)")
+    _rounds.add_arguments(parser, default=100, per_round="~0.16 s")
     args = parser.parse_args()
     if not args.default_malloc and "MALLOC_TRIM_THRESHOLD_" not in os.environ:
         env = {**os.environ, "MALLOC_TRIM_THRESHOLD_": "268435456", "MALLOC_TOP_PAD_": "268435456"}
@@ -67,16 +80,30 @@ def main() -> None:
             for item in items:
                 orjson.dumps(item)
 
-    t_ours = best_of(5, ours)
-    t_chunks = best_of(5, orjson_chunks)
-    t_discard = best_of(5, orjson_discard)
-    rate = n_items / t_ours
+    got = _rounds.interleave({"loadkit chunks": timed(ours), "orjson chunks": timed(orjson_chunks),
+                              "orjson discard": timed(orjson_discard)}, args.rounds)
+    med = {name: statistics.median(times) for name, times in got.values.items()}
+    report = _rounds.Report("generators")
+    report.info.update(items=n_items, batches=args.batches, payload_bytes=args.payload_bytes)
+    vs_chunks = report.add("ratio loadkit / orjson chunks",
+                           _rounds.ratios(got["orjson chunks"], got["loadkit chunks"]),
+                           target=_rounds.at_least(1.0, ">= 1.0"))
+    vs_discard = report.add("ratio loadkit / orjson discard",
+                            _rounds.ratios(got["orjson discard"], got["loadkit chunks"]))
+    t_ours = med["loadkit chunks"]
     print(f"items: {n_items:,} in {args.batches} batches, payload {args.payload_bytes} bytes")
-    print(f"loadkit chunks   {rate / 1e6:6.2f} M items/s  {nbytes / t_ours / 1e6:7.1f} MB/s")
-    print(f"orjson chunks    {n_items / t_chunks / 1e6:6.2f} M items/s  (same NDJSON from dicts)")
-    print(f"orjson discard   {n_items / t_discard / 1e6:6.2f} M items/s  (encode, keep nothing)")
-    print(f"ratio loadkit / orjson chunks:  {t_chunks / t_ours:5.2f}  (target >= 1.0)")
-    print(f"ratio loadkit / orjson discard: {t_discard / t_ours:5.2f}")
+    print(got.timing_line() + "; items/s: medians over the rounds")
+    print(f"loadkit chunks   {n_items / t_ours / 1e6:6.2f} M items/s  "
+          f"{nbytes / t_ours / 1e6:7.1f} MB/s")
+    print(f"orjson chunks    {n_items / med['orjson chunks'] / 1e6:6.2f} M items/s  "
+          "(same NDJSON from dicts)")
+    print(f"orjson discard   {n_items / med['orjson discard'] / 1e6:6.2f} M items/s  "
+          "(encode, keep nothing)")
+    print(f"ratio loadkit / orjson chunks:  {vs_chunks.median:5.2f}  (target >= 1.0)")
+    print(vs_chunks.spread_line())
+    print(f"ratio loadkit / orjson discard: {vs_discard.median:5.2f}")
+    print(vs_discard.spread_line())
+    report.write(args.json)
 
 
 if __name__ == "__main__":

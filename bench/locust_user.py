@@ -1,7 +1,7 @@
 """Locust user cost: client CPU seconds per million items, loadkit's user vs a FastHttpUser.
 
-Run: ``python bench/locust_user.py [--seconds 15] [--users 4] [--items 20000] [--runs 3]
-[--experiments] [--loadkit-args '--chunk-bytes 262144']``.
+Run: ``python bench/locust_user.py [--seconds 15] [--users 4] [--items 20000] [--rounds 3]
+[--experiments] [--loadkit-args '--chunk-bytes 262144'] [--json PATH]``.
 
 One reference server (its own process, ``max_items`` raised to the batch size) serves two
 headless locust runs of this file, one after the other, with the same users, batch size and
@@ -19,8 +19,17 @@ server accepted from it. loadkit's user also *generates* every batch, which Fast
 not; that cost is measured apart (this process, no locust: ``chunks()`` of the same batches,
 after one warm-up batch: the payload pools are built once per process, ~30 ms, which a run
 amortizes; without the warm-up the figure was inflated by 40-150 %).
-Target: loadkit ÷ (FastHttpUser + generation) ≤ 1.3, the runs alternated ``--runs`` times
-(median and spread of the per-run ratios printed).
+Target: loadkit ÷ (FastHttpUser + generation) ≤ 1.3.
+
+Rounds (``bench/_rounds.py``): one discarded warm-up round (each locust run
+min(``--seconds``, 5) s), then ``--rounds`` rounds (``--runs`` is the same option; default 3)
+in which each user runs once and the generation is measured once, in alternating order
+(ABBA). Each round's ratio pairs that round's figures; each ratio printed is the median of
+the rounds' ratios, its spread on the line under it; the CPU s per M items shown are the
+medians over the rounds. Cost at the default size on a 2-core machine: ~32 s per round (two
+15 s locust runs, ~1 s of start-up and stop each, and the generation; measured: 5.9 s per
+round with ``--seconds 2``), ~12 s for the warm-up round: ~1.9 min in all (a round costs
+~2 x ``--seconds`` + 2 s).
 
 ``--experiments`` adds loadkit users changed by monkeypatches in this file (loadkit itself is
 untouched), to tell where loadkit's CPU goes: ``LoadkitPregen`` (every batch's chunks
@@ -40,6 +49,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 
 if "locust" in sys.modules or os.environ.get("LOADKIT_BENCH_LOCUSTFILE"):
@@ -142,15 +152,21 @@ def wire_key() -> str:
     return wire.DEFAULT_LOCAL_SECRET_KEY
 
 
-def _measure(user_class: str, url: str, args: argparse.Namespace, results: Path) -> dict:
-    """Run one locust process and return its CPU seconds and items accepted."""
+WARMUP_S = 5
+"""Seconds of each locust run in the warm-up round (at most ``--seconds``)."""
+
+
+def _measure(user_class: str, url: str, args: argparse.Namespace, results: Path,
+             seconds: int) -> dict:
+    """Run one locust process for ``seconds``; its CPU seconds, items accepted and CPU
+    seconds per million items."""
     results = Path(tempfile.mkdtemp(dir=results))  # one results dir per run (every user
     # class loads loadkit's plugin, so every run leaves a run directory)
     env = {k: v for k, v in os.environ.items() if not k.startswith(("LOCUST_", "TRIGGER_"))}
     env.update(LOADKIT_BENCH_LOCUSTFILE="1", TRIGGER_SECRET_KEY=wire_key())
     argv = [
         str(Path(sys.executable).with_name("locust")), "-f", __file__, user_class,
-        "--headless", "-u", str(args.users), "-r", str(args.users), "-t", f"{args.seconds}s",
+        "--headless", "-u", str(args.users), "-r", str(args.users), "-t", f"{seconds}s",
         "--host", url, "--items", str(args.items), "--max-items", str(args.items),
         "--payload-bytes", str(args.payload_bytes), "--results-dir", str(results),
         "--only-summary", "--loglevel", "WARNING",
@@ -174,17 +190,20 @@ def _measure(user_class: str, url: str, args: argparse.Namespace, results: Path)
         table = read_records(run_dir)
         items = sum(table.column("items_accepted").to_pylist())
     shutil.rmtree(results, ignore_errors=True)
-    return {"cpu": cpu, "items": items}
+    per_m = cpu / (items / 1e6) if items else float("nan")
+    return {"cpu": cpu, "items": items, "per_m": per_m, "seconds": seconds}
 
 
 def main() -> None:
+    import _rounds  # noqa: PLC0415 - the driver's only (this file is a locustfile too)
+
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=int, default=15)
     parser.add_argument("--users", type=int, default=4)
     parser.add_argument("--items", type=int, default=20_000)
     parser.add_argument("--payload-bytes", type=int, default=64)
-    parser.add_argument("--runs", type=int, default=3,
-                        help="alternated runs of each user (median and spread shown)")
+    _rounds.add_arguments(parser, default=3, aliases=("--runs",),
+                          per_round="~32 s (2 x --seconds + 2 s)")
     parser.add_argument("--loadkit-args", default="",
                         help="extra run options for the loadkit users, e.g. '--chunk-bytes 262144'")
     parser.add_argument("--experiments", action="store_true",
@@ -198,35 +217,53 @@ def main() -> None:
         names += ["LoadkitPregen", "LoadkitNoBook", "LoadkitBigChunks"]
     print(f"{args.users} users, {args.items:,}-item batches of {args.payload_bytes}-byte "
           f"payloads, {args.seconds} s each, one reference server (own process); "
-          f"{args.runs} alternated runs" + (f"; loadkit args {args.loadkit_args!r}"
-                                             if args.loadkit_args else ""))
-    figures: dict[str, list[float]] = {name: [] for name in [*names, "generation"]}
+          f"{args.rounds} alternated rounds" + (f"; loadkit args {args.loadkit_args!r}"
+                                                 if args.loadkit_args else ""))
     with ReferenceServer(max_items=args.items) as server, \
             tempfile.TemporaryDirectory() as tmp:
-        for run in range(args.runs):
+
+        def user(name: str, seconds: int) -> Callable[[], dict]:
+            return lambda: _measure(name, server.url, args, Path(tmp), seconds)
+
+        def generation() -> dict:
+            return {"per_m": _generation_cpu(args)}
+
+        def progress(i: int, got: dict[str, dict]) -> None:
             for name in names:
-                m = _measure(name, server.url, args, Path(tmp))
-                per_m = m["cpu"] / (m["items"] / 1e6) if m["items"] else float("nan")
-                figures[name].append(per_m)
-                print(f"run {run + 1} {name:16s} items {m['items']:>12,}  "
-                      f"{m['items'] / args.seconds / 1e6:6.2f} M items/s  client CPU "
-                      f"{m['cpu']:6.2f} s  = {per_m:6.3f} CPU s per M items", flush=True)
-            figures["generation"].append(_generation_cpu(args))
-            print(f"run {run + 1} generation alone (this process, no locust): "
-                  f"{figures['generation'][-1]:.3f} CPU s per M items", flush=True)
+                m = got[name]
+                print(f"round {i + 1} {name:16s} items {m['items']:>12,}  "
+                      f"{m['items'] / m['seconds'] / 1e6:6.2f} M items/s  client CPU "
+                      f"{m['cpu']:6.2f} s  = {m['per_m']:6.3f} CPU s per M items", flush=True)
+            print(f"round {i + 1} generation alone (this process, no locust): "
+                  f"{got['generation']['per_m']:.3f} CPU s per M items", flush=True)
+
+        variants = {name: user(name, args.seconds) for name in names}
+        variants["generation"] = generation
+        warm = {name: user(name, min(args.seconds, WARMUP_S)) for name in names}
+        warm["generation"] = generation
+        got = _rounds.interleave(variants, args.rounds, warmup=warm, after_round=progress)
+    figures = {name: [m["per_m"] for m in got[name]] for name in variants}
     med = {k: statistics.median(v) for k, v in figures.items()}
-    print(f"\nmedians of {args.runs} runs, CPU s per M items: " + ", ".join(
+    print(got.timing_line())
+    print(f"\nmedians of {len(got)} rounds, CPU s per M items: " + ", ".join(
         f"{k} {v:.3f}" for k, v in med.items()))
-    fast_ratio = [lk / fb for lk, fb in zip(figures["LoadkitBench"], figures["FastBench"],
-                                             strict=True)]
-    print(f"ratio loadkit / FastHttpUser (CPU per item): "
-          f"{med['LoadkitBench'] / med['FastBench']:.2f}  (per run {_spread(fast_ratio)})")
-    ratios = [lk / (fb + g) for lk, fb, g in zip(figures["LoadkitBench"], figures["FastBench"],
-                                                  figures["generation"], strict=True)]
-    print(f"ratio loadkit / (FastHttpUser + generation): {med['LoadkitBench']:.3f} / "
-          f"({med['FastBench']:.3f} + {med['generation']:.3f}) = "
-          f"{med['LoadkitBench'] / (med['FastBench'] + med['generation']):.2f}  "
-          f"(per run {_spread(ratios)}; target <= 1.3)")
+    report = _rounds.Report("locust_user")
+    report.info.update(users=args.users, items=args.items, seconds=args.seconds,
+                       cpu_s_per_m_items=med)
+    fast = report.add("ratio loadkit / FastHttpUser (CPU per item)",
+                      _rounds.ratios(figures["LoadkitBench"], figures["FastBench"]))
+    print(f"ratio loadkit / FastHttpUser (CPU per item): {fast.median:.2f}")
+    print(fast.spread_line())
+    with_gen = report.add(
+        "ratio loadkit / (FastHttpUser + generation)",
+        _rounds.ratios(figures["LoadkitBench"],
+                       [fb + g for fb, g in zip(figures["FastBench"], figures["generation"],
+                                                strict=True)]),
+        target=_rounds.at_most(1.3, "<= 1.3"))
+    print(f"ratio loadkit / (FastHttpUser + generation): {with_gen.median:.2f}  "
+          f"(medians {med['LoadkitBench']:.3f} / ({med['FastBench']:.3f} + "
+          f"{med['generation']:.3f}); target <= 1.3)")
+    print(with_gen.spread_line())
     if "LoadkitPregen" in med:
         in_situ = med["LoadkitBench"] - med["LoadkitPregen"]
         print(f"generation in situ (LoadkitBench - LoadkitPregen): {in_situ:.3f} CPU s per M "
@@ -236,10 +273,7 @@ def main() -> None:
               f"{med[name] / med['LoadkitBench'] * 100:5.1f} % of LoadkitBench; "
               f"its ratio to (FastHttpUser + generation): "
               f"{med[name] / (med['FastBench'] + med['generation']):.2f}")
-
-
-def _spread(values: list[float]) -> str:
-    return ", ".join(f"{v:.2f}" for v in sorted(values))
+    report.write(args.json)
 
 
 def _generation_cpu(args: argparse.Namespace) -> float:

@@ -2,7 +2,7 @@
 (target ≥ 50,000 records/s on this machine), with its CPU and memory.
 
 Run: ``python bench/master.py [--workers 2] [--start 20000] [--factor 1.25]
-[--step-seconds 5] [--max-steps 12] [--max-lag 3] [--runs 1] [--finish]``.
+[--step-seconds 5] [--max-steps 12] [--max-lag 3] [--rounds 2] [--finish] [--json PATH]``.
 
 One real master (loadkit's packaged locustfile imported by this file, ``--master --headless
 --expect-workers N``, loopback) and N real locust workers (processes, connected over ZMQ),
@@ -51,6 +51,15 @@ is in the file. Then the master and workers are killed (``records.jsonl`` is cra
 with ``--finish`` the master is stopped with SIGTERM instead and ends the run as usual
 (Parquet, run.json): the time that takes and the master's peak RSS are printed, and run.json's
 record count is checked against the records sent.
+
+Rounds (``bench/_rounds.py``): ``--rounds`` searches (``--runs`` is the same option; default
+2), one after the other, each with a master and workers of its own; there is no baseline to
+alternate with and no warm-up round. The figure (records/s absorbed) is the median over the
+searches, printed with each search's and, on the line under it, its spread. Cost at the
+default settings on a 2-core machine: ~50 s per search (~7-8 steps of 5.25 s from 20,000
+records/s up to where the master falls behind near 60,000, a suspect step repeated, ~4.5 s
+of start-up and a few of drain; measured: 14 s for 2 steps of 2 s with ``--finish``, 4 s of
+it the finish), ~2 min in all.
 
 This file is also the locustfile the master and the workers run (the driver re-runs it under
 ``locust``).
@@ -527,6 +536,8 @@ def _finish(args: argparse.Namespace, run: int, cluster: Cluster, master) -> dic
 
 
 def main() -> None:
+    import _rounds  # noqa: PLC0415 - the driver's only (this file is a locustfile too)
+
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--workers", type=int, default=2, help="worker processes")
     parser.add_argument("--start", type=float, default=20_000, help="records/s of step 1")
@@ -537,7 +548,8 @@ def main() -> None:
     parser.add_argument("--max-lag", type=float, default=3.0,
                         help="seconds of lag at a step's end that count as falling behind")
     parser.add_argument("--drain-seconds", type=float, default=30.0)
-    parser.add_argument("--runs", type=int, default=1, help="searches (median and spread)")
+    _rounds.add_arguments(parser, default=2, aliases=("--runs",), per_round="~50 s",
+                          warmup=False)
     parser.add_argument("--finish", action="store_true",
                         help="end each run with SIGTERM (Parquet, run.json) instead of a kill")
     parser.add_argument("--finish-timeout", type=float, default=300.0)
@@ -550,16 +562,25 @@ def main() -> None:
           f"{args.factor:g}; workers send up to {ROWS_PER_MESSAGE:,} rows every {SEND_EVERY:g} "
           f"s; behind = lag > {args.max_lag:g} s or lag +{BEHIND_S:g} s over a suspect step "
           f"and its repeat; {os.cpu_count()} cores", flush=True)
-    results = [one_run(args, run + 1) for run in range(args.runs)]
+    round_no = iter(range(1, 10**6))
+    got = _rounds.interleave({"search": lambda: one_run(args, next(round_no))}, args.rounds,
+                             warmup=False)
+    results = got["search"]
+    print(got.timing_line())
+    report = _rounds.Report("master")
+    report.info.update(workers=args.workers, step_seconds=args.step_seconds)
     absorbed = [r["absorbed"] for r in results]
-    med = statistics.median(absorbed)
+    fig = report.add("records/s one master absorbs", absorbed,
+                     target=_rounds.at_least(TARGET, f"≥ {TARGET:,}"), fmt=",.0f")
+    med = fig.median
     ceilings = [r["ceiling"] for r in results if r["ceiling"] is not None]
     verdict = "met" if med >= TARGET else "NOT met"
     limits = ", ".join(sorted({r["limited_by"] for r in results}))
     cpu = [r["cpu_at_absorbed"] for r in results if r["cpu_at_absorbed"] is not None]
-    print(f"\nmaster absorbs {med:,.0f} records/s (median of {args.runs}; per run "
+    print(f"\nmaster absorbs {med:,.0f} records/s (median of {len(results)}; per run "
           f"{', '.join(f'{a:,.0f}' for a in sorted(absorbed))}; the search ended: {limits}); "
           f"target ≥ {TARGET:,}: {verdict}")
+    print(fig.spread_line())
     print(f"ratio absorbed ÷ target: {med / TARGET:.2f}" + (
         f"; saturated master writes {statistics.median(ceilings):,.0f} records/s"
         if ceilings else "; the master never fell behind (a lower bound)"))
@@ -571,6 +592,13 @@ def main() -> None:
           f"{max(r['max_rss_mb'] for r in results):,.0f} MB; "
           f"records lost: {sum(r['lost'] for r in results):,} of "
           f"{sum(r['made'] for r in results):,}")
+    if ceilings:
+        report.add("records/s a saturated master writes", ceilings, fmt=",.0f")
+    if per:
+        report.add("master CPU µs per record written", per, fmt=".1f")
+    report.info.update(limited_by=limits, lost=sum(r["lost"] for r in results),
+                       made=sum(r["made"] for r in results))
+    report.write(args.json)
 
 
 if __name__ == "__main__" and not os.environ.get("LOADKIT_BENCH_LOCUSTFILE"):
