@@ -232,8 +232,14 @@ SERVER_KNOBS: tuple[OptionDef, ...] = (
     _knob("request_timeout", "float", "answer 408 after this many seconds (0 = never)",
           "SECONDS"),
     _knob("create_delay", "float", "seconds added to every create answer", "SECONDS"),
+    _knob("stream_delay", "float", "seconds a stream waits before its body is read",
+          "SECONDS"),
+    _knob("answer_delay", "float", "seconds a stream waits after reading its body, before "
+          "answering", "SECONDS"),
     _knob("seal_timeout", "float", "seconds before an unsealed batch is aborted", "SECONDS"),
     _knob("engine_tick", "float", "run engine step interval in seconds", "SECONDS"),
+    _knob("recv_buffer_bytes", "int", "SO_RCVBUF of the server's connections (0 = the "
+          "system's, grown by the kernel as a connection goes)", "BYTES"),
     _knob("close_after_error", "bool", "after a stream's error answer close that connection, "
           "as the real server does when it answers before reading the whole body (the "
           "client's next request on it meets a reset)", "BOOL"),

@@ -247,7 +247,8 @@ class ReferenceServer:
 
         app = ReferenceApp(self.config)
         try:
-            sock = bind_socket(self.config.host, self.config.port)
+            sock = bind_socket(self.config.host, self.config.port,
+                               self.config.recv_buffer_bytes)
         except OSError as exc:
             raise ServerError(
                 f"cannot listen on {self.config.host}:{self.config.port}: {exc}"

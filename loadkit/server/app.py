@@ -363,7 +363,11 @@ class ReferenceApp:
         timeout = cfg.request_timeout or None
         try:
             async with asyncio.timeout(timeout):
+                if cfg.stream_delay > 0:
+                    await asyncio.sleep(cfg.stream_delay)  # the body waits in the buffers
                 outcome = await self._read(receive, ingest, inject_error, drop_after)
+                if cfg.answer_delay > 0 and outcome == "done":
+                    await asyncio.sleep(cfg.answer_delay)  # the body is read, the writer idle
         except TimeoutError:
             stats.timeouts += 1
             return await self._error(send, 408, wire.msg.request_timeout(), close=True)

@@ -108,10 +108,20 @@ class ServerConfig:
     """Seconds a request may take before it is answered 408 (0 = never; Node's default is 300)."""
     create_delay: float = 0.0
     """Seconds added before every create answer."""
+    stream_delay: float = 0.0
+    """Seconds a stream request waits before its body is read (as a route that first looks
+    its batch up does); meanwhile the body fills the buffers and then its writer waits."""
+    answer_delay: float = 0.0
+    """Seconds between reading a stream's whole body and answering it (the route's work at
+    the end); its writer has nothing left to write, so this is response time, not stall."""
     seal_timeout: float = 1800.0
     """Seconds an unsealed batch lives before it is reaped as ABORTED."""
     engine_tick: float = 0.05
     """Seconds between run-engine steps."""
+    recv_buffer_bytes: int = 0
+    """SO_RCVBUF of the server's connections (0 = the system's, which Linux grows as a
+    connection goes). A fixed size fixes the bytes a slow server holds unread, so the share
+    of a stream its client must wait can be derived (the backpressure truth tests)."""
     close_after_error: bool = False
     """After a stream's error answer, close that connection as the real server's HTTP adapter
     does when it answers before reading the whole body: the client's next request on it meets
@@ -172,7 +182,8 @@ class ServerConfig:
         return out
 
 
-_INT_FIELDS = {"port", "max_items", "item_max_bytes", "ingest_concurrency", "error_status"}
+_INT_FIELDS = {"port", "max_items", "item_max_bytes", "ingest_concurrency", "error_status",
+               "recv_buffer_bytes"}
 _FLOAT_FIELDS = {
     "enqueue_delay",
     "ingest_rate",
@@ -182,6 +193,8 @@ _FLOAT_FIELDS = {
     "drop_rate",
     "request_timeout",
     "create_delay",
+    "stream_delay",
+    "answer_delay",
     "seal_timeout",
     "engine_tick",
 }
@@ -253,6 +266,9 @@ def _check(c: ServerConfig) -> None:
             raise ConfigError(name, value, "a number of at least 0")
         if name in _FRACTIONS and value > 1:
             raise ConfigError(name, value, "a fraction from 0 to 1")
+    if not (c.recv_buffer_bytes == 0 or 1024 <= c.recv_buffer_bytes <= 1 << 30):
+        raise ConfigError("recv_buffer_bytes", c.recv_buffer_bytes,
+                          "0 (the system's) or a size from 1024 to 1073741824 bytes")
     if not 500 <= c.error_status <= 599:
         raise ConfigError("error_status", c.error_status, "an HTTP status from 500 to 599")
     if c.engine_tick <= 0:

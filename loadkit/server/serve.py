@@ -114,10 +114,14 @@ def uvicorn_config(app: Any, config: ServerConfig, *, configure_logging: bool) -
     return uv
 
 
-def bind_socket(host: str, port: int) -> socket.socket:
+def bind_socket(host: str, port: int, recv_buffer_bytes: int = 0) -> socket.socket:
+    """The listening socket; ``recv_buffer_bytes`` (if not 0) is set on it before listening,
+    so every accepted connection inherits it and the kernel no longer grows it."""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    if recv_buffer_bytes:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, recv_buffer_bytes)
     sock.bind((host, port))
     sock.set_inheritable(True)
     return sock
@@ -147,7 +151,7 @@ def run_foreground(config: ServerConfig, out: TextIO | None = None, app: Any = N
     out = out or sys.stdout
     app = app if app is not None else ReferenceApp(config)
     parent = _parent_pid()
-    sock = bind_socket(config.host, config.port)
+    sock = bind_socket(config.host, config.port, config.recv_buffer_bytes)
     url = url_of(sock)
 
     def ready() -> None:

@@ -14,6 +14,7 @@ from loadkit import wire
 from loadkit.errors import ConfigError
 from loadkit.server import ReferenceServer, ServerConfig
 from loadkit.server.app import _Pacer
+from loadkit.server.serve import bind_socket
 
 from .conftest import KEY, Api, lines, wait_for
 
@@ -105,6 +106,35 @@ def test_enqueue_delay_paces_at_concurrency_over_delay():
         elapsed = time.perf_counter() - t0
         assert r.json()["sealed"] is True
         assert 0.45 <= elapsed <= 1.2  # 500 items / 1,000 per s = 0.5 s plus timer slack
+
+
+def test_stream_and_answer_delays_hold_the_body_then_the_answer():
+    """A stream waits stream_delay before its body is read and answer_delay after it."""
+    with ReferenceServer(mode="thread", stream_delay=0.2, answer_delay=0.3) as s, \
+            Api(s.url) as api:
+        bid = api.new_batch(10)
+        t0 = time.perf_counter()
+        r = api.stream(bid, [lines(range(10))])
+        elapsed = time.perf_counter() - t0
+        assert r.json()["sealed"] is True
+        assert 0.5 <= elapsed <= 1.0
+
+
+def test_recv_buffer_bytes_is_what_each_accepted_connection_gets():
+    """Every connection the listening socket accepts has the fixed receive buffer."""
+    default = bind_socket("127.0.0.1", 0)
+    fixed = bind_socket("127.0.0.1", 0, recv_buffer_bytes=16_384)
+    got = {}
+    for name, listener in (("default", default), ("fixed", fixed)):
+        listener.listen()
+        with listener, socket.create_connection(listener.getsockname()[:2]):
+            accepted, _ = listener.accept()
+            with accepted:
+                got[name] = accepted.getsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF)
+    assert got["fixed"] == 2 * 16_384  # Linux doubles what is asked
+    assert got["default"] != got["fixed"]
+    with pytest.raises(ConfigError, match="recv_buffer_bytes"):
+        ServerConfig(recv_buffer_bytes=100)
 
 
 def test_ingest_rate_cap_is_what_the_server_reports():

@@ -12,6 +12,7 @@ table rows ``{"scenario", "figure", "configured", "measured", "error", "toleranc
 from __future__ import annotations
 
 import os
+import select
 import signal
 import socket
 import subprocess
@@ -110,44 +111,80 @@ def throughput(workdir: Path, rate: float = INGEST_RATE) -> tuple[list[dict], di
 
 BP_ITEMS, BP_PAYLOAD = 2000, 10_000
 BP_SEND_BUFFER = 65_536
-BP_UVICORN_READ_AHEAD = 2 * 65_536
-"""The server's own read-ahead: uvicorn stops reading the socket once more than 64 KiB of
-body waits for the app (its high-water mark), plus the chunk the app is working on."""
+BP_RECV_BUFFER = 65_536
+"""The servers' SO_RCVBUF (``--server-recv-buffer-bytes``). Left to the system, Linux grows a
+connection's receive buffer as it goes (to ~1 MB here over a few batches), so what a slow
+server holds unread, the buffer term below, changed from batch to batch: 1 MB bodies read
+9 % to 78 % stalled from one run to the next."""
+BP_PINNED = ("--send-buffer-bytes", str(BP_SEND_BUFFER),
+             "--server-recv-buffer-bytes", str(BP_RECV_BUFFER))
+STALL_TOLERANCE = 0.02
+"""Points (as a fraction) the stalled share may differ from its derivation."""
 
 
-def _kernel_sndbuf(requested: int) -> int:
-    """SO_SNDBUF as the kernel sets it for a request (Linux doubles it)."""
-    with socket.socket() as s:
-        s.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, requested)
-        return s.getsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF)
+def buffered_bytes(hold: str = "stream_delay", **knobs: Any) -> int:
+    """How many body bytes a stalled connection holds (K): the client's send buffer, the
+    server's receive buffer, uvicorn's read-ahead and, with ``hold="enqueue_delay"``, the
+    piece of body the app took before its first enqueue (a slow enqueue holds one).
+
+    Measured, not computed: a reference server with ``knobs`` whose ``hold`` delay is an hour
+    (it does not begin to read the body, or never finishes its first enqueue) takes a body
+    from a raw socket with the client's ``SO_SNDBUF`` (Content-Length framing, no loadkit
+    client code) until no byte has moved for 0.5 s; everything written is then held
+    somewhere between the two.
+    """
+    import httpx  # noqa: PLC0415
+
+    from loadkit import wire  # noqa: PLC0415
+    from loadkit.server import ReferenceServer  # noqa: PLC0415
+
+    spec = BatchSpec.parse(items=str(BP_ITEMS), max_items=str(BP_ITEMS),
+                           payload_bytes=str(BP_PAYLOAD))
+    body = b"".join(spec.batch(0).chunks(spec.chunk_bytes))
+    knobs = {"max_items": BP_ITEMS, "recv_buffer_bytes": BP_RECV_BUFFER, **knobs,
+             hold: 3600.0}
+    with ReferenceServer(mode="process", **knobs) as srv:
+        key = srv.config.secret_keys[0]
+        create = httpx.post(srv.url + wire.CREATE_PATH, json={"runCount": BP_ITEMS},
+                            headers={"authorization": f"Bearer {key}"}, timeout=10)
+        batch_id = create.json()["id"]
+        host, port = srv.url.removeprefix("http://").split(":")
+        with socket.socket() as sock:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, BP_SEND_BUFFER)
+            sock.connect((host, int(port)))
+            sock.sendall((f"POST {wire.stream_path(batch_id)} HTTP/1.1\r\nhost: {host}\r\n"
+                          f"authorization: Bearer {key}\r\n"
+                          f"content-type: {wire.NDJSON_CONTENT_TYPE}\r\n"
+                          f"content-length: {len(body)}\r\n\r\n").encode())
+            sock.setblocking(False)
+            view, sent = memoryview(body), 0
+            while sent < len(body):
+                _, writable, _ = select.select([], [sock], [], 0.5)
+                if not writable:
+                    break
+                try:
+                    sent += sock.send(view[sent:sent + 65_536])
+                except BlockingIOError:
+                    continue
+    return sent
 
 
-def _default_rcvbuf() -> int:
-    """A new TCP socket's receive buffer (tcp_rmem's default; it only grows with a fast
-    reader, and the slow server reads slowly)."""
-    try:
-        return int(Path("/proc/sys/net/ipv4/tcp_rmem").read_text().split()[1])
-    except (OSError, ValueError, IndexError):
-        with socket.socket() as s:
-            return s.getsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF)
-
-
-def expected_stall_share(body_bytes: int, stream_s: float, generate_s: float) -> tuple[
-        float, dict[str, float]]:
-    """The share of a stream the writer must be blocked, from first principles.
+def expected_stall_share(body_bytes: int, stream_s: float, generate_s: float,
+                         k_bytes: int) -> tuple[float, dict[str, float]]:
+    """The share of a stream the writer must be blocked by a slower server, from first
+    principles.
 
     A server slower than the client drains the body at r bytes/s, so the stream lasts
     T = S / r. The writer is *not* blocked only while (a) the buffers between it and the
-    server's enqueue are filling — K bytes, taken at memory speed, whose drain is the
-    response tail K / r at the end — and (b) it generates the next chunk (G in total).
-    Everything else is waiting for room: share = (T − K/r − G) / T = 1 − K/S − G/T.
-    K = the client's SO_SNDBUF as the kernel set it + the server socket's receive buffer
-    + uvicorn's read-ahead; K is an upper bound (the kernel keeps some of each buffer for
-    overhead), so the expectation is, if anything, slightly low.
+    server are filling — at most K bytes (measured by :func:`buffered_bytes`), taken at
+    memory speed, whose drain is the response tail, at most K / r — and (b) it generates
+    the next chunk (G in total). Everything else is waiting for room:
+    share ≥ (T − K/r − G) / T = 1 − K/S − G/T. (At the last write the buffers are not
+    always full, so the share can be a little higher: with 20 MB bodies K/S is 1.5 %.)
     """
-    k = _kernel_sndbuf(BP_SEND_BUFFER) + _default_rcvbuf() + BP_UVICORN_READ_AHEAD
-    share = 1.0 - k / body_bytes - generate_s / stream_s
-    return share, {"K_bytes": k, "S_bytes": body_bytes, "G_s": generate_s, "T_s": stream_s}
+    share = 1.0 - k_bytes / body_bytes - generate_s / stream_s
+    return share, {"K_bytes": k_bytes, "S_bytes": body_bytes, "G_s": generate_s,
+                   "T_s": stream_s}
 
 
 def _generate_seconds(spec: BatchSpec, seqs: list[int]) -> float:
@@ -163,21 +200,21 @@ def _generate_seconds(spec: BatchSpec, seqs: list[int]) -> float:
 
 
 def backpressure(workdir: Path) -> tuple[list[dict], dict]:
-    """One user streams 20 MB batches (2,000 items of 10 kB) through a 64 KiB send buffer to
-    a server whose enqueue takes 10 ms per group of 8 items (≈ 800 items/s ≈ 8 MB/s): the
-    server is the bottleneck; then 300 kB batches, default send buffer, no delay."""
-    common = ("-u", "1", "-r", "1", "--send-buffer-bytes", str(BP_SEND_BUFFER),
-              "--keep-chunk-timings", "true")
-    slow = locust(workdir / "slow", *common, "-t", "4s", "--items", str(BP_ITEMS),
-                  "--max-items", str(BP_ITEMS), "--payload-bytes", str(BP_PAYLOAD),
-                  "--server-enqueue-delay", "0.01", "--server-ingest-concurrency", "8")
+    """One user streams 20 MB batches (2,000 items of 10 kB) through fixed buffers to a server
+    whose enqueue takes 10 ms per group of 8 items (≈ 800 items/s ≈ 8 MB/s): the server is
+    the bottleneck; then 300 kB batches, the system's buffers, no delay."""
+    k = buffered_bytes("enqueue_delay", ingest_concurrency=8)
+    slow = locust(workdir / "slow", "-u", "1", "-r", "1", *BP_PINNED, "--keep-chunk-timings",
+                  "true", "-t", "4s", "--items", str(BP_ITEMS), "--max-items", str(BP_ITEMS),
+                  "--payload-bytes", str(BP_PAYLOAD), "--server-enqueue-delay", "0.01",
+                  "--server-ingest-concurrency", "8")
     b = slow.batches
     spec = BatchSpec.parse(items=str(BP_ITEMS), max_items=str(BP_ITEMS),
                            payload_bytes=str(BP_PAYLOAD))
     gen = _generate_seconds(spec, [int(s) for s in b["seq"]])
     body = float(b["bytes_sent"].mean())
     stream_s = float(b["stream_ms"].mean()) / 1000.0
-    expected, parts = expected_stall_share(int(body), stream_s, gen)
+    expected, parts = expected_stall_share(int(body), stream_s, gen, k)
     bp = slow.backpressure()
     # no delay, the client as users run it (the system's send buffer): the server keeps up
     # and no write waits on it
@@ -188,7 +225,8 @@ def backpressure(workdir: Path) -> tuple[list[dict], dict]:
     blocked_at = chunks.groupby("chunk")["write_ms"].median()
     rows = [
         row("backpressure", "stalled share, enqueue delay (points)", expected * 100,
-            float(bp["stalled_share"]) * 100, relative=False, tolerance="±5 points"),
+            float(bp["stalled_share"]) * 100, relative=False,
+            tolerance=f"±{STALL_TOLERANCE * 100:g} points"),
         row("backpressure", "stalled share, no delay (points)", 0.0,
             float(fbp["stalled_share"]) * 100, relative=False, tolerance="< 1 point"),
         row("backpressure", "write share, no delay (points; the cost of writing)", 0.0,
@@ -197,6 +235,43 @@ def backpressure(workdir: Path) -> tuple[list[dict], dict]:
     return rows, {"slow": slow, "fast": fast, "expected": expected, "parts": parts,
                   "slow_bp": bp, "fast_bp": fbp, "fast_blocked_at": blocked_at,
                   "fast_chunks": chunks}
+
+
+STREAM_DELAY = ANSWER_DELAY = 0.1
+WAIT_ITEMS_FIT, WAIT_ITEMS_OVER = 10, 100
+"""Bodies of ~100 kB (fit in the buffers) and ~1 MB (three times what they hold)."""
+
+
+def stall_wait(workdir: Path) -> tuple[list[dict], dict]:
+    """A server that waits D before it reads a stream's body and A after reading it, before
+    answering (``--server-stream-delay``, ``--server-answer-delay``), and reads fast between.
+
+    Truth: a body larger than the K bytes the connection holds (:func:`buffered_bytes`)
+    fills them at memory speed, then its writer waits until the server reads: stall ≈ D per
+    batch (less the fill, and less if the client was late to write; a little more as the
+    server, reading, parses the rest of the body no faster than it comes), and with the
+    answer's A the stalled share is about D / T, T ≈ D + A: half. A body smaller than K is
+    written at once: no stall at all, though its answer takes D + A.
+    The first second is left out (a new connection's window opens over its first batch).
+    """
+    k = buffered_bytes()
+    common = ("-u", "1", "-r", "1", *BP_PINNED, "-t", "4s", "--payload-bytes",
+              str(BP_PAYLOAD), "--server-stream-delay", f"{STREAM_DELAY:g}",
+              "--server-answer-delay", f"{ANSWER_DELAY:g}")
+    over = locust(workdir / "over", *common, "--items", str(WAIT_ITEMS_OVER)).window(WARMUP_S)
+    fit = locust(workdir / "fit", *common, "--items", str(WAIT_ITEMS_FIT)).window(WARMUP_S)
+    ob, fb = over.batches, fit.batches
+    expected_share = STREAM_DELAY * 1000 / float(ob["stream_ms"].mean())
+    rows = [
+        row("stall wait", "stall per batch (ms), body 3 × K, median", STREAM_DELAY * 1000,
+            float(ob["stall_ms"].median()), tolerance="±5 %; 90 % of them ±10 %"),
+        row("stall wait", "stalled share (points), body 3 × K", expected_share * 100,
+            float(over.backpressure()["stalled_share"]) * 100, relative=False,
+            tolerance=f"±{STALL_TOLERANCE * 100:g} points"),
+        row("stall wait", "stall per batch (ms), body < K, max", 0.0,
+            float(fb["stall_ms"].max()), relative=False, tolerance="< 1 ms"),
+    ]
+    return rows, {"K_bytes": k, "over": over, "fit": fit, "expected_share": expected_share}
 
 
 # --- 3. latency ---------------------------------------------------------------------------
@@ -399,6 +474,7 @@ def dedupe_and_seal(workdir: Path) -> tuple[list[dict], dict]:
 SCENARIOS = {
     "throughput": throughput,
     "backpressure": backpressure,
+    "wait": stall_wait,
     "latency": create_latency,
     "pause": open_model_pause,
     "dedupe": dedupe_and_seal,

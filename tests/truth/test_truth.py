@@ -24,17 +24,19 @@ def test_throughput_is_the_servers_ingest_cap(tmp_path, report):
 
 
 def test_stall_share_is_the_derived_share_when_the_server_is_slow(tmp_path, report):
-    """A slow enqueue stalls the writer for the share derived from the buffers (±5 points)."""
+    """A slow enqueue stalls the writer for the share derived from the buffers (±2 points)."""
     rows, data = sc.backpressure(tmp_path)
     report(rows)
-    # Derivation (scenarios.expected_stall_share): share = 1 − K/S − G/T, K = the buffers
-    # between writer and enqueue (client SO_SNDBUF + server rcvbuf + uvicorn read-ahead,
-    # ~384 KiB), S = 20 MB body, G = client's chunk generation, T = stream duration.
+    # Derivation (scenarios.expected_stall_share): share = 1 − K/S − G/T, K = the bytes the
+    # connection holds (measured with a raw socket), S = 20 MB body, G = the client's chunk
+    # generation, T = stream duration. A writer reported as always blocked (100 %) is
+    # outside the tolerance.
     slow = data["slow_bp"]
     assert data["slow"].summary()["violations"] == 0
     assert slow["batches"] >= 1
-    assert abs(slow["stalled_share"] - data["expected"]) <= 0.05, (slow, data["parts"])
-    assert data["expected"] > 0.9
+    assert abs(slow["stalled_share"] - data["expected"]) <= sc.STALL_TOLERANCE, (
+        slow, data["parts"])
+    assert 0.9 < data["expected"] < 1 - sc.STALL_TOLERANCE
     # The chunk timeline holds the same stall, chunk by chunk.
     chunks = data["slow"].chunk_timeline()
     per_batch = chunks.groupby("seq")["stall_ms"].sum()
@@ -49,6 +51,29 @@ def test_stall_share_is_the_derived_share_when_the_server_is_slow(tmp_path, repo
     assert fast["batches"] >= 100
     assert fast["stalled_share"] < 0.01, fast
     assert fast["write_share"] > fast["stalled_share"], fast
+
+
+def test_stall_is_the_wait_for_a_server_that_has_not_begun_to_read(tmp_path, report):
+    """A body over the buffers waits D for the server to read (half the stream); one that fits
+    never waits."""
+    rows, data = sc.stall_wait(tmp_path)
+    report(rows)
+    over, fit = data["over"].batches, data["fit"].batches
+    assert len(over) >= 5
+    assert len(fit) >= 5
+    assert (over["bytes_sent"] > 2 * data["K_bytes"]).all()
+    assert (fit["bytes_sent"] < data["K_bytes"]).all()
+    wait_ms = sc.STREAM_DELAY * 1000
+    assert over["stall_ms"].median() == pytest.approx(wait_ms, rel=0.05)
+    # less only if the client was itself late to write (a pause of its own): 96 ms seen once
+    assert (over["stall_ms"].between(0.9 * wait_ms, 1.1 * wait_ms)).mean() >= 0.9, (
+        over["stall_ms"].tolist())
+    share = data["over"].backpressure()["stalled_share"]
+    assert abs(share - data["expected_share"]) <= sc.STALL_TOLERANCE, (share, data)
+    assert 0.3 < data["expected_share"] < 0.7
+    # The body fits: written at once, then only the answer is awaited (not stall).
+    assert (fit["stall_ms"] < 1.0).all(), fit["stall_ms"].tolist()
+    assert (fit["stream_ms"] > (sc.STREAM_DELAY + sc.ANSWER_DELAY) * 1000).all()
 
 
 def test_create_latency_is_delay_plus_baseline(tmp_path, report):
