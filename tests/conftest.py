@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -11,6 +12,16 @@ from typing import Any
 import pytest
 
 from loadkit.server import ReferenceServer
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """A suite started in the background of a non-interactive shell (``cmd &``) inherits
+    SIGINT ignored, and so would every process it starts: locust and ``loadkit.run`` would
+    then never see the Ctrl-C the interrupt tests send (they hung until their timeouts).
+    Handling SIGINT here gives each child the default disposition again."""
+    if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+
 
 PRIVILEGED = "privilege-dependent:"
 """How the skip reason of a test that needs privileges this machine lacks begins (mounting a
