@@ -140,6 +140,11 @@ def _draws(d: Digest, fig: Figure, rng: np.random.Generator, idx: np.ndarray,
             return draws
         factor = math.sqrt(design_effect(above, counted, idx))
         point = _point(d, fig)
+        if point > 0 and bool(np.all(draws > 0)):
+            # stretched on a log scale: a latency stays above 0 however clustered the slow
+            # batches (stretched linearly, a 4 s run's draws went below 0 and the interval
+            # of the change read -1,737 % … +480 %)
+            return point * (draws / point) ** factor
         return point + factor * (draws - point)
     if fig.kind == "count":
         return np.full(resamples, _point(d, fig))

@@ -100,3 +100,19 @@ def test_compare_is_fast_and_reproducible(synth):
     first, second = compare(b, a), compare(b, a)
     assert first.drop(columns="verdict").equals(second.drop(columns="verdict"))
     assert (first["verdict"] == second["verdict"]).all()
+
+
+def _slow_start(synth, seed: int):
+    """400 batches whose slowest twentieth (200 ms) all fall at the run's start."""
+    df = synth(np.random.default_rng(seed), n=400)
+    first = np.argsort(df["started_at"].to_numpy())[: len(df) // 20]
+    df.loc[df.index[first], "total_ms"] = 200.0
+    return df
+
+
+def test_clustered_slow_batches_widen_the_interval_but_never_below_zero(synth):
+    """When slow batches cluster in time the p95 interval widens, yet never says a latency
+    fell by more than 100 %."""
+    row = compare(_slow_start(synth, 1), _slow_start(synth, 2)).loc["p95(total_ms)"]
+    assert row["verdict"] == "same"
+    assert -1.0 < row["ci_low"] < row["change"] < row["ci_high"]
