@@ -26,7 +26,8 @@ seed: the same runs give the same table):
 
 - latency percentiles: over batches (each run's batches resampled with replacement; done
   exactly through order statistics, :mod:`loadkit.regression.bootstrap`), stretched by the
-  square root of the design effect when slow batches cluster in time (never narrowed);
+  square root of the design effect when slow batches cluster in time (never narrowed; on
+  a log scale, so a latency's draws stay above 0);
 - rates and shares (items/s, MB/s, stall share, seal and error rates, retries and 429s per
   batch): a circular block bootstrap over about 30 time windows of the run, blocks of
   ≈ W^⅓ windows, so that correlation inside a run (a slow second slows every batch in it)

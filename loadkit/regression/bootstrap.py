@@ -16,7 +16,8 @@ share of batches above it, divided by the density there squared (Woodruff), so t
 the share's block-bootstrap variance (over time windows, as below) to its binomial variance
 — the design effect — is the factor by which clustering widens it. :func:`design_effect`
 measures it from per-window counts of batches above the run's own percentile; the batch
-draws are then stretched about the point by its square root (never narrowed: at least 1).
+draws are then stretched about the point by its square root (never narrowed: at least 1), on
+a log scale, so that a latency's draws stay above 0 however wide the stretch.
 
 Ratios of sums (a circular moving-block bootstrap over time windows). Figures such as items/s
 or the error rate are sums over the run divided by sums over the run; windows next to each
