@@ -35,7 +35,11 @@ round with ``--seconds 2``), ~12 s for the warm-up round: ~1.9 min in all (a rou
 untouched), to tell where loadkit's CPU goes: ``LoadkitPregen`` (every batch's chunks
 generated once and replayed: the client's own cost without generation),
 ``LoadkitNoBook`` (no record, no locust events, no record writing) and ``LoadkitBigChunks``
-(``--chunk-bytes 262144``).
+(``--chunk-bytes 262144``); and two users with no loadkit client code, which bound what any
+client could reach: ``HttpxFloor`` (a plain ``httpx.Client`` posting the pre-encoded chunks:
+the floor of a client built on httpx; its ratio is printed with the generation added, as
+loadkit's is) and ``FastChunked`` (FastBench sending the same chunks with chunked transfer
+coding).
 
 This file is also the locustfile both runs use (the driver re-runs it under ``locust``).
 """
@@ -107,6 +111,29 @@ if "locust" in sys.modules or os.environ.get("LOADKIT_BENCH_LOCUSTFILE"):
         on_stop = BatchUser.on_stop
         tasks = [_send_no_bookkeeping]  # noqa: RUF012
 
+    class HttpxFloor(User):
+        """The same pre-encoded chunks, posted by a plain ``httpx.Client`` (no loadkit code):
+        the floor of any client built on httpx."""
+
+        def on_start(self) -> None:
+            import httpx  # noqa: PLC0415
+
+            opts = parse_options(**_given(self.environment))
+            batch = opts.spec.batch(0)
+            self.chunks = list(batch.chunks())
+            self.create = {"runCount": batch.run_count,
+                           "taskIdentifiers": list(batch.task_identifiers)}
+            key = os.environ.get("TRIGGER_SECRET_KEY", wire.DEFAULT_LOCAL_SECRET_KEY)
+            self.http = httpx.Client(base_url=self.host,
+                                     headers={"Authorization": f"Bearer {key}"})
+
+        @task
+        def send(self) -> None:
+            batch_id = self.http.post(wire.create_path(), json=self.create).json()["id"]
+            r = self.http.post(wire.stream_path(batch_id), content=iter(self.chunks),
+                               headers={"Content-Type": wire.NDJSON_CONTENT_TYPE})
+            ITEMS[0] += int(r.json()["itemsAccepted"])
+
     class FastBench(FastHttpUser):
         """The same bytes, pre-encoded once, posted by locust's fastest HTTP user."""
 
@@ -126,6 +153,24 @@ if "locust" in sys.modules or os.environ.get("LOADKIT_BENCH_LOCUSTFILE"):
                                   name="create", catch_response=True) as r:
                 batch_id = r.json()["id"]
             with self.client.post(wire.stream_path(batch_id), data=self.body,
+                                  headers=self.stream_headers, name="stream",
+                                  catch_response=True) as r:
+                ITEMS[0] += int(r.json()["itemsAccepted"])
+
+    class FastChunked(FastBench):
+        """FastBench, its body sent as the same ~64 KiB chunks (chunked transfer coding)."""
+
+        def on_start(self) -> None:
+            super().on_start()
+            opts = parse_options(**_given(self.environment))
+            self.chunks = list(opts.spec.batch(0).chunks())
+
+        @task
+        def send(self) -> None:
+            with self.client.post(wire.create_path(), json=self.create, headers=self.auth,
+                                  name="create", catch_response=True) as r:
+                batch_id = r.json()["id"]
+            with self.client.post(wire.stream_path(batch_id), data=iter(self.chunks),
                                   headers=self.stream_headers, name="stream",
                                   catch_response=True) as r:
                 ITEMS[0] += int(r.json()["itemsAccepted"])
@@ -180,7 +225,7 @@ def _measure(user_class: str, url: str, args: argparse.Namespace, results: Path,
         sys.exit(f"{user_class} run failed (exit {proc.returncode}):\n{proc.stderr[-3000:]}")
     cpu = float(next(ln.split()[1] for ln in proc.stdout.splitlines()
                      if ln.startswith("BENCH_CPU")))
-    if user_class in ("FastBench", "LoadkitNoBook"):
+    if user_class in ("FastBench", "LoadkitNoBook", "HttpxFloor", "FastChunked"):
         lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("BENCH_ITEMS")]
         items = int(lines[-1].split()[1]) if lines else 0
     else:
@@ -214,7 +259,8 @@ def main() -> None:
 
     names = ["LoadkitBench", "FastBench"]
     if args.experiments:
-        names += ["LoadkitPregen", "LoadkitNoBook", "LoadkitBigChunks"]
+        names += ["LoadkitPregen", "LoadkitNoBook", "LoadkitBigChunks", "HttpxFloor",
+                  "FastChunked"]
     print(f"{args.users} users, {args.items:,}-item batches of {args.payload_bytes}-byte "
           f"payloads, {args.seconds} s each, one reference server (own process); "
           f"{args.rounds} alternated rounds" + (f"; loadkit args {args.loadkit_args!r}"
@@ -273,6 +319,20 @@ def main() -> None:
               f"{med[name] / med['LoadkitBench'] * 100:5.1f} % of LoadkitBench; "
               f"its ratio to (FastHttpUser + generation): "
               f"{med[name] / (med['FastBench'] + med['generation']):.2f}")
+    if "HttpxFloor" in med:
+        floor = report.add(
+            "httpx floor: (HttpxFloor + generation) / (FastHttpUser + generation)",
+            _rounds.ratios([h + g for h, g in zip(figures["HttpxFloor"], figures["generation"],
+                                                  strict=True)],
+                           [fb + g for fb, g in zip(figures["FastBench"], figures["generation"],
+                                                    strict=True)]))
+        print(f"httpx floor: (HttpxFloor + generation) / (FastHttpUser + generation): "
+              f"{floor.median:.2f}: the best ratio a client that posts through httpx can reach")
+        print(floor.spread_line())
+        print(f"loadkit's own cost above the httpx floor (LoadkitPregen - HttpxFloor): "
+              f"{med['LoadkitPregen'] - med['HttpxFloor']:.3f} CPU s per M items; "
+              f"chunking's cost under geventhttpclient (FastChunked - FastBench): "
+              f"{med['FastChunked'] - med['FastBench']:.3f}")
     report.write(args.json)
 
 

@@ -30,6 +30,8 @@ def run(argv: list[str], timeout: float = 240) -> subprocess.CompletedProcess[st
         (["client_vs_curl.py", "--items", "2000", "--rounds", "2"], "ratio loadkit ÷ "),
         (["locust_user.py", "--seconds", "2", "--rounds", "1"],
          "ratio loadkit / (FastHttpUser + generation):"),
+        (["locust_user.py", "--seconds", "1", "--rounds", "1", "--experiments"],
+         "httpx floor: (HttpxFloor + generation) / (FastHttpUser + generation):"),
         (["capacity.py", "--runs", "1", "--step-seconds", "1", "--ingest-rate", "4000",
           "--start", "2000"], "ratio search wall ÷ Σ step durations (target ≤ 1.1):"),
         (["master.py", "--workers", "1", "--start", "2000", "--max-steps", "2",
