@@ -53,7 +53,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 if "locust" in sys.modules or os.environ.get("LOADKIT_BENCH_LOCUSTFILE"):
@@ -111,6 +111,20 @@ if "locust" in sys.modules or os.environ.get("LOADKIT_BENCH_LOCUSTFILE"):
         on_stop = BatchUser.on_stop
         tasks = [_send_no_bookkeeping]  # noqa: RUF012
 
+    class PreEncoded:
+        """One batch of the run's spec, encoded once: its chunks, the whole body, the create
+        request's JSON and the headers, for the users that post pre-encoded bytes."""
+
+        def __init__(self, environment) -> None:
+            batch = parse_options(**_given(environment)).spec.batch(0)
+            self.chunks = list(batch.chunks())
+            self.body = b"".join(self.chunks)
+            self.create = {"runCount": batch.run_count,
+                           "taskIdentifiers": list(batch.task_identifiers)}
+            key = os.environ.get("TRIGGER_SECRET_KEY", wire.DEFAULT_LOCAL_SECRET_KEY)
+            self.auth = {"Authorization": f"Bearer {key}"}
+            self.stream_headers = {**self.auth, "Content-Type": wire.NDJSON_CONTENT_TYPE}
+
     class HttpxFloor(User):
         """The same pre-encoded chunks, posted by a plain ``httpx.Client`` (no loadkit code):
         the floor of any client built on httpx."""
@@ -118,62 +132,42 @@ if "locust" in sys.modules or os.environ.get("LOADKIT_BENCH_LOCUSTFILE"):
         def on_start(self) -> None:
             import httpx  # noqa: PLC0415
 
-            opts = parse_options(**_given(self.environment))
-            batch = opts.spec.batch(0)
-            self.chunks = list(batch.chunks())
-            self.create = {"runCount": batch.run_count,
-                           "taskIdentifiers": list(batch.task_identifiers)}
-            key = os.environ.get("TRIGGER_SECRET_KEY", wire.DEFAULT_LOCAL_SECRET_KEY)
-            self.http = httpx.Client(base_url=self.host,
-                                     headers={"Authorization": f"Bearer {key}"})
+            self.pre = PreEncoded(self.environment)
+            self.http = httpx.Client(base_url=self.host, headers=self.pre.auth)
 
         @task
         def send(self) -> None:
-            batch_id = self.http.post(wire.create_path(), json=self.create).json()["id"]
-            r = self.http.post(wire.stream_path(batch_id), content=iter(self.chunks),
-                               headers={"Content-Type": wire.NDJSON_CONTENT_TYPE})
+            pre = self.pre
+            batch_id = self.http.post(wire.create_path(), json=pre.create).json()["id"]
+            r = self.http.post(wire.stream_path(batch_id), content=iter(pre.chunks),
+                               headers=pre.stream_headers)
             ITEMS[0] += int(r.json()["itemsAccepted"])
 
     class FastBench(FastHttpUser):
         """The same bytes, pre-encoded once, posted by locust's fastest HTTP user."""
 
         def on_start(self) -> None:
-            opts = parse_options(**_given(self.environment))
-            batch = opts.spec.batch(0)
-            self.body = b"".join(batch.chunks())
-            self.create = {"runCount": batch.run_count,
-                           "taskIdentifiers": list(batch.task_identifiers)}
-            key = os.environ.get("TRIGGER_SECRET_KEY", wire.DEFAULT_LOCAL_SECRET_KEY)
-            self.auth = {"Authorization": f"Bearer {key}"}
-            self.stream_headers = {**self.auth, "Content-Type": wire.NDJSON_CONTENT_TYPE}
+            self.pre = PreEncoded(self.environment)
+
+        def body(self) -> bytes | Iterator[bytes]:
+            return self.pre.body
 
         @task
         def send(self) -> None:
-            with self.client.post(wire.create_path(), json=self.create, headers=self.auth,
+            pre = self.pre
+            with self.client.post(wire.create_path(), json=pre.create, headers=pre.auth,
                                   name="create", catch_response=True) as r:
                 batch_id = r.json()["id"]
-            with self.client.post(wire.stream_path(batch_id), data=self.body,
-                                  headers=self.stream_headers, name="stream",
+            with self.client.post(wire.stream_path(batch_id), data=self.body(),
+                                  headers=pre.stream_headers, name="stream",
                                   catch_response=True) as r:
                 ITEMS[0] += int(r.json()["itemsAccepted"])
 
     class FastChunked(FastBench):
         """FastBench, its body sent as the same ~64 KiB chunks (chunked transfer coding)."""
 
-        def on_start(self) -> None:
-            super().on_start()
-            opts = parse_options(**_given(self.environment))
-            self.chunks = list(opts.spec.batch(0).chunks())
-
-        @task
-        def send(self) -> None:
-            with self.client.post(wire.create_path(), json=self.create, headers=self.auth,
-                                  name="create", catch_response=True) as r:
-                batch_id = r.json()["id"]
-            with self.client.post(wire.stream_path(batch_id), data=iter(self.chunks),
-                                  headers=self.stream_headers, name="stream",
-                                  catch_response=True) as r:
-                ITEMS[0] += int(r.json()["itemsAccepted"])
+        def body(self) -> bytes | Iterator[bytes]:
+            return iter(self.pre.chunks)
 
     CPU = [0.0]
 
